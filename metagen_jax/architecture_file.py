@@ -1,0 +1,186 @@
+"""Read a concrete architecture from a YAML file, for `metagen estimate`.
+
+Fields (all optional except hidden_size and num_layers): family, hidden_size, num_layers,
+num_heads, num_kv_heads, ffn_hidden_size or ffn_multiplier, ffn_type (plain or gated),
+vocab_size, tie_embeddings, norm (layernorm or rmsnorm), bias, position (learned, rotary or
+none), max_position_embeddings, context_length, type_vocab_size, embedding_norm,
+final_norm, pooler, task (lm, classifier, embedding, regression), num_classes,
+embedding_dim, causal, and for vision image_size, patch_size, num_channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metagen_jax.cost.architecture import (
+    BYTES_PER_WEIGHT,
+    DEFAULT_TEXT_VOCAB,
+    ArchitectureConfig,
+    Dims,
+    config_from_requirements,
+)
+from metagen_jax.specs.requirements import Requirements
+
+KNOWN_FIELDS = {
+    "name", "family", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size",
+    "ffn_multiplier", "ffn_type", "vocab_size", "tie_embeddings", "norm", "bias", "position",
+    "max_position_embeddings", "context_length", "type_vocab_size", "embedding_norm", "final_norm",
+    "pooler", "task", "num_classes", "embedding_dim", "causal", "image_size", "patch_size",
+    "num_channels", "weight_dtype",
+}
+CHOICES = {
+    "ffn_type": ("plain", "gated"),
+    "norm": ("layernorm", "rmsnorm"),
+    "position": ("learned", "rotary", "none"),
+    "task": ("lm", "classifier", "embedding", "regression", "none"),
+    "family": ("transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn"),
+    "weight_dtype": tuple(BYTES_PER_WEIGHT),
+}
+
+
+class ArchitectureFileError(ValueError):
+    """An architecture file that cannot be read; the message names the file and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchitectureFile:
+    name: str
+    dims: Dims
+    config: ArchitectureConfig
+    unknown_fields: tuple[str, ...]
+
+
+def _field(data: dict[str, Any], path: Path, key: str, kind: type, default: Any = None, minimum: int | None = None):
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ArchitectureFileError(f"{path}: {key}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ArchitectureFileError(f"{path}: {key}: expected a whole number, got {value!r}")
+        value = int(value)
+        if minimum is not None and value < minimum:
+            raise ArchitectureFileError(f"{path}: {key}: expected at least {minimum}, got {value}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ArchitectureFileError(f"{path}: {key}: expected a positive number, got {value!r}")
+        return float(value)
+    text = str(value).strip().lower()
+    if key in CHOICES and text not in CHOICES[key]:
+        raise ArchitectureFileError(f"{path}: {key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+    return text
+
+
+def read_architecture_file(path: Path, requirements: Requirements | None = None) -> ArchitectureFile:
+    """Parse and check an architecture file.
+
+    Fields the file leaves out come from the spec's defaults when `requirements` is given
+    (context window, vocabulary, task head, precision), else from a Llama-style decoder.
+
+    Raises:
+        ArchitectureFileError: missing file, broken YAML, or an invalid field.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ArchitectureFileError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ArchitectureFileError(f"{path}: is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArchitectureFileError(f"{path}: cannot read ({error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ArchitectureFileError(f"{path}:{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(data, dict):
+        raise ArchitectureFileError(f"{path}: expected a mapping of architecture fields, got {type(data).__name__}")
+
+    hidden = _field(data, path, "hidden_size", int, minimum=1)
+    layers = _field(data, path, "num_layers", int, minimum=1)
+    if hidden is None or layers is None:
+        raise ArchitectureFileError(f"{path}: hidden_size and num_layers are required")
+    heads = _field(data, path, "num_heads", int, default=max(1, hidden // 64), minimum=1)
+    kv_heads = _field(data, path, "num_kv_heads", int, default=heads, minimum=1)
+    if hidden % heads:
+        raise ArchitectureFileError(f"{path}: num_heads: {heads} does not divide hidden_size {hidden}")
+    if heads % kv_heads:
+        raise ArchitectureFileError(f"{path}: num_kv_heads: {kv_heads} does not divide num_heads {heads}")
+    ffn_hidden = _field(data, path, "ffn_hidden_size", int, minimum=1)
+    if ffn_hidden is None:
+        multiplier = _field(data, path, "ffn_multiplier", float, default=4.0)
+        ffn_hidden = int(round(hidden * multiplier))
+
+    base = config_from_requirements(requirements) if requirements is not None else ArchitectureConfig(
+        vocab_size=DEFAULT_TEXT_VOCAB, head_outputs=DEFAULT_TEXT_VOCAB)
+    config = _config_from_fields(data, path, base, spec_given=requirements is not None)
+    unknown = tuple(sorted(str(key) for key in data if key not in KNOWN_FIELDS))
+    dims = Dims(hidden, layers, heads, kv_heads, ffn_hidden)
+    return ArchitectureFile(str(data.get("name") or path.stem), dims, config, unknown)
+
+
+def _config_from_fields(data: dict[str, Any], path: Path, base: ArchitectureConfig,
+                        spec_given: bool) -> ArchitectureConfig:
+    changes: dict[str, Any] = {}
+    family = _field(data, path, "family", str)
+    if family is not None:
+        changes["family"] = family
+    for key, attribute, kind in (
+        ("vocab_size", "vocab_size", int), ("tie_embeddings", "tie_embeddings", bool),
+        ("norm", "norm", str), ("bias", "bias", bool), ("position", "position", str),
+        ("ffn_type", "ffn_type", str), ("type_vocab_size", "type_vocab_size", int),
+        ("embedding_norm", "embedding_norm", bool), ("final_norm", "final_norm", bool),
+        ("pooler", "pooler", bool), ("causal", "causal", bool),
+    ):
+        value = _field(data, path, key, kind, minimum=0 if kind is int else None)
+        if value is not None:
+            changes[attribute] = value
+    dtype = _field(data, path, "weight_dtype", str)
+    if dtype is not None:
+        changes["weight_bytes"] = BYTES_PER_WEIGHT[dtype]
+
+    image_size = _field(data, path, "image_size", int, minimum=1)
+    if image_size is not None:
+        patch = _field(data, path, "patch_size", int, default=16, minimum=1)
+        channels = _field(data, path, "num_channels", int, default=3, minimum=1)
+        tokens = (image_size // patch) ** 2
+        changes.update(input_stem="patches", patch_dim=patch * patch * channels, prefix_tokens=1,
+                       max_positions=tokens + 1, sequence_length=tokens + 1, causal=False,
+                       position=changes.get("position", "learned"))
+        changes.setdefault("head", "classifier")
+
+    task = _field(data, path, "task", str)
+    if task is not None:
+        changes["head"] = task
+    head = changes.get("head", base.head)
+    if head == "classifier":
+        changes["head_outputs"] = _field(data, path, "num_classes", int, default=base.head_outputs or 2, minimum=1)
+        if "causal" not in changes:
+            changes["causal"] = False
+    elif head == "embedding":
+        changes["head_outputs"] = _field(data, path, "embedding_dim", int, default=base.head_outputs or 768, minimum=1)
+    elif head == "lm":
+        changes["head_outputs"] = changes.get("vocab_size", base.vocab_size)
+
+    context = _field(data, path, "context_length", int, minimum=1)
+    positions = _field(data, path, "max_position_embeddings", int, minimum=1)
+    if positions is not None:
+        changes["max_positions"] = positions
+    if context is not None:
+        changes["sequence_length"] = context
+    elif positions is not None and "sequence_length" not in changes and not spec_given:
+        # Without a spec, the model's own position limit is the context it is costed at.
+        changes["sequence_length"] = positions
+    config = dataclasses.replace(base, **changes)
+    if config.position == "learned" and config.max_positions == 0:
+        config = dataclasses.replace(config, max_positions=config.sequence_length)
+    return config

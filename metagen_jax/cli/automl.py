@@ -1,0 +1,128 @@
+"""`metagen automl`: search a spec's architecture space and report the best candidates."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from metagen_jax.cli.common import check_output_folder, console, fail, load_spec_or_fail, print_warnings
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "automl_results.json"
+
+
+def automl(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML or JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for automl_results.json.")] = Path("outputs"),
+    search_budget: Annotated[int, typer.Option(help="Maximum candidates to evaluate.")] = 10,
+    top_k: Annotated[int, typer.Option(help="Candidates to show in the table.")] = 3,
+    objectives: Annotated[Optional[str], typer.Option(
+        "--objectives", "-O",
+        help="Comma-separated objectives: params, latency, performance, memory "
+             "(synonyms: size, speed, accuracy, quality, ram). Default: params,latency,performance.")] = None,
+    strategy: Annotated[str, typer.Option(help="random, evolution or exhaustive.")] = "random",
+    generations: Annotated[Optional[int], typer.Option(help="Evolution generations (default 3).")] = None,
+    population_size: Annotated[Optional[int], typer.Option(
+        help="Evolution population per generation (default: chosen from the budget).")] = None,
+    train_prototypes: Annotated[bool, typer.Option(
+        "--train-prototypes", help="Train a tiny prototype of the Pareto-front candidates and rank them by loss.")] = False,
+    prototype_steps: Annotated[int, typer.Option(help="Training steps per prototype.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed; equal seeds give equal results.")] = 42,
+    device: Annotated[Optional[str], typer.Option(help="Device profile overriding the spec's device (e.g. h100, rtx4090).")] = None,
+    history_dir: Annotated[Path, typer.Option(help="Folder of the search history database.")] = Path(".metagen"),
+    no_history: Annotated[bool, typer.Option("--no-history", help="Neither read nor record search history.")] = False,
+) -> None:
+    """Search SPEC's architecture space and write OUT/automl_results.json."""
+    from metagen_jax.engine import ArchitectureSearchEngine, SearchError
+
+    if search_budget < 1:
+        raise fail(f"--search-budget must be at least 1, got {search_budget}")
+    if top_k < 1:
+        raise fail(f"--top-k must be at least 1, got {top_k}")
+    if prototype_steps < 1:
+        raise fail(f"--prototype-steps must be at least 1, got {prototype_steps}")
+    parsed = load_spec_or_fail(spec_path)
+    check_output_folder(out)
+
+    with _progress_bar() as (progress_callback, _):
+        try:
+            engine = ArchitectureSearchEngine(
+                spec=parsed, budget=search_budget, strategy=strategy, seed=seed,
+                objectives=objectives, generations=generations, population_size=population_size,
+                device=device, history_dir=None if no_history else history_dir,
+                progress=progress_callback,
+            )
+            started = time.perf_counter()
+            result = engine.search()
+            if train_prototypes:
+                from metagen_jax.prototype_ranking import rank_by_prototypes
+
+                rank_by_prototypes(result, steps=prototype_steps, seed=seed, progress=progress_callback)
+        except SearchError as error:
+            raise fail(str(error)) from None
+
+    saved = result.save(out / RESULTS_FILE)
+    print_warnings(result.warnings)
+    console.print(candidates_table(result, top_k))
+    summary = result.summary
+    console.print(
+        f"{summary['evaluated']:,} candidates evaluated, {summary['feasible']:,} feasible, "
+        f"Pareto front of {summary['pareto_front_size']}, {time.perf_counter() - started:.2f} s "
+        f"-> {saved}",
+        highlight=False,
+    )
+
+
+def candidates_table(result, top_k: int) -> Table:
+    """Render the top-k candidates as a rich table."""
+    trained = any(c.prototype_loss is not None for c in result.candidates)
+    table = Table(title=f"Top {top_k} candidates for {result.spec_name} ({result.strategy} search)")
+    for header in ("Rank", "Hidden", "Layers", "Heads", "KV", "FFN x", "Params(B)", "Latency(ms)",
+                   "Memory(GB)", "Loss"):
+        table.add_column(header, justify="right")
+    if trained:
+        table.add_column("Proto loss", justify="right")
+    table.add_column("Score", justify="right")
+    table.add_column("Pareto", justify="center")
+    for rank, candidate in enumerate(result.top_k(top_k), start=1):
+        mark = "*" if candidate.on_pareto_front else ("" if candidate.feasible else "infeasible")
+        row = [
+            str(rank), str(candidate.hidden_size), str(candidate.num_layers), str(candidate.num_heads),
+            str(candidate.num_kv_heads), f"{candidate.ffn_multiplier:g}", f"{candidate.params_billion:.3f}",
+            f"{candidate.latency_ms:.2f}", f"{candidate.memory_gb:.2f}", f"{candidate.predicted_loss:.4f}",
+        ]
+        if trained:
+            row.append("failed" if candidate.prototype_failure else
+                       (f"{candidate.prototype_loss:.4f}" if candidate.prototype_loss is not None else "-"))
+        row += [f"{candidate.score:.4f}", mark]
+        table.add_row(*row)
+    return table
+
+
+class _progress_bar:
+    """A rich progress bar fed by the engine's (phase, done, total) callback."""
+
+    def __enter__(self):
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True, disable=not console.is_terminal,
+        )
+        self._progress.__enter__()
+        self._tasks: dict[str, int] = {}
+
+        def callback(phase: str, done: int, total: int) -> None:
+            if phase not in self._tasks:
+                self._tasks[phase] = self._progress.add_task(phase, total=total)
+            self._progress.update(self._tasks[phase], completed=done, total=total)
+
+        return callback, self._progress
+
+    def __exit__(self, *exc_info):
+        return self._progress.__exit__(*exc_info)

@@ -1,0 +1,82 @@
+"""`metagen estimate`, `metagen validate` and `metagen schema`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from metagen_jax.cli.common import console, fail, load_spec_or_fail, print_warnings
+
+
+def estimate(
+    arch_path: Annotated[Path, typer.Argument(metavar="ARCH", help="YAML file of one concrete architecture.")],
+    spec: Annotated[Optional[Path], typer.Option(help="Spec whose context, device, data and precision to use.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Device profile (e.g. h100, rtx4090, consumer_gpu).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Estimate parameters, FLOPs, memory, latency and predicted loss of one architecture."""
+    from metagen_jax.architecture_file import ArchitectureFileError, read_architecture_file
+    from metagen_jax.estimate import estimate_architecture
+
+    requirements = None
+    warnings: list[str] = []
+    if spec is not None:
+        parsed = load_spec_or_fail(spec)
+        requirements, warnings = parsed.requirements, list(parsed.warnings)
+    try:
+        architecture = read_architecture_file(arch_path, requirements)
+    except ArchitectureFileError as error:
+        raise fail(str(error)) from None
+    warnings += [f"{arch_path}: unknown field {name!r} ignored" for name in architecture.unknown_fields]
+    try:
+        report = estimate_architecture(architecture, requirements, device)
+    except KeyError as error:
+        raise fail(f"--device: {error.args[0]}") from None
+
+    print_warnings(warnings)
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    table = Table(title=f"Estimate for {architecture.name} on {report['device']}")
+    table.add_column("Metric")
+    table.add_column("Value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, float):
+            value = f"{value:,.4g}"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML or JSON).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the resolved spec as JSON only.")] = False,
+) -> None:
+    """Check a spec and print it with every unit resolved, plus its warnings."""
+    from metagen_jax.specs import resolved_spec_dict
+
+    parsed = load_spec_or_fail(spec_path)
+    resolved = resolved_spec_dict(parsed)
+    if as_json:
+        console.print_json(json.dumps(resolved, default=str))
+        return
+    print_warnings(parsed.warnings)
+    table = Table(title=f"{spec_path}: valid", show_header=True)
+    table.add_column("Requirement")
+    table.add_column("Resolved value", justify="right")
+    for field in dataclasses.fields(parsed.requirements):
+        table.add_row(field.name, str(getattr(parsed.requirements, field.name)))
+    console.print(table)
+
+
+def schema() -> None:
+    """Print the JSON Schema of the spec file format."""
+    from metagen_jax.specs import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2))

@@ -1,0 +1,91 @@
+"""The cost model: every metric of a batch of architectures in one pure function."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from metagen_jax.cost import params as param_formulas
+from metagen_jax.cost import roofline
+from metagen_jax.cost.architecture import ArchitectureConfig, Dims
+from metagen_jax.cost.quality import QualityModel, predicted_loss
+from metagen_jax.hardware import DeviceProfile
+
+
+class Metrics(NamedTuple):
+    """Metrics of a batch of architectures, each an array of shape (P,).
+
+    Units: params in parameters, FLOPs per token, bytes, milliseconds, throughput in
+    tokens/s for generative models and requests/s otherwise, loss in nats per token.
+    """
+
+    params: object
+    flops_per_token: object
+    train_flops_per_token: object
+    weight_bytes: object
+    kv_cache_bytes: object
+    activation_bytes: object
+    memory_bytes: object
+    prefill_ms: object
+    latency_ms: object
+    throughput: object
+    predicted_loss: object
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """Everything fixed for one search: architecture choices, device and data size.
+
+    Hashable, so jitted functions take it as a static argument and compile once per search.
+    """
+
+    config: ArchitectureConfig
+    device: DeviceProfile
+    quality: QualityModel
+
+    def evaluate(self, dims: Dims, xp=np) -> Metrics:
+        """Compute every metric for `dims` with array module `xp` (jax.numpy or numpy)."""
+        config, device = self.config, self.device
+        params = param_formulas.parameter_count(dims, config) * 1.0
+        matmul = param_formulas.matmul_params_per_token(dims, config) * 1.0
+
+        forward = 2.0 * matmul + roofline.attention_flops_per_token(dims, config)
+        weights = params * config.weight_bytes
+        kv = roofline.kv_cache_bytes(dims, config)
+        activations = roofline.activation_bytes(dims, config) * 1.0
+        memory = weights + kv + activations
+
+        sequence_flops = roofline.sequence_forward_flops(matmul, dims, config)
+        if config.causal:
+            prefill = roofline.roofline_seconds(sequence_flops, weights + kv, device, xp)
+            latency = roofline.roofline_seconds(forward, weights + kv, device, xp)
+        else:
+            prefill = roofline.roofline_seconds(sequence_flops, weights + activations, device, xp)
+            latency = prefill
+        latency_ms = latency * 1e3
+
+        loss = predicted_loss(
+            params, dims.hidden * 1.0, dims.layers * 1.0,
+            dataclasses.replace(self.quality, shape_penalty=self.quality.shape_penalty and config.has_attention),
+            xp,
+        )
+        return Metrics(
+            params=params,
+            flops_per_token=forward,
+            train_flops_per_token=3.0 * forward,
+            weight_bytes=weights,
+            kv_cache_bytes=kv,
+            activation_bytes=activations,
+            memory_bytes=memory,
+            prefill_ms=prefill * 1e3,
+            latency_ms=latency_ms,
+            throughput=1e3 / latency_ms,
+            predicted_loss=loss,
+        )
+
+    def exact_params(self, dims: Dims) -> np.ndarray:
+        """Exact parameter counts on the host as int64, whatever their size."""
+        as_int = Dims(*(np.asarray(value, dtype=np.int64) for value in dims))
+        return np.asarray(param_formulas.parameter_count(as_int, self.config), dtype=np.int64)

@@ -1,0 +1,95 @@
+"""Exact parameter counts, written once for every array backend.
+
+The functions use only `+`, `*` and `//` on their inputs, so the same formula runs on JAX
+float32 arrays inside the jitted cost model (exact below 2^24, ample for ranking) and on
+Python or NumPy int64 integers on the host, where the count reported to users is exact.
+`hidden // heads` is exact because the search space only holds head counts that divide the
+width.
+"""
+
+from __future__ import annotations
+
+from metagen_jax.cost.architecture import ArchitectureConfig, Dims
+
+
+def norm_params(width, config: ArchitectureConfig):
+    """Weights of one norm: LayerNorm has a scale and a bias, RMSNorm a scale only."""
+    return 2 * width if config.norm == "layernorm" else width
+
+
+def embedding_params(dims: Dims, config: ArchitectureConfig):
+    """Input stem, position table, segment table, prefix tokens and embedding norm."""
+    h = dims.hidden
+    if config.input_stem == "tokens":
+        total = config.vocab_size * h
+    elif config.input_stem == "patches":
+        total = config.patch_dim * h + h
+    else:
+        total = config.feature_dim * h + h
+    if config.position == "learned":
+        total = total + config.max_positions * h
+    total = total + config.type_vocab_size * h + config.prefix_tokens * h
+    if config.embedding_norm:
+        total = total + norm_params(h, config)
+    return total
+
+
+def block_params(dims: Dims, config: ArchitectureConfig):
+    """Weights of one block (one layer)."""
+    h, f = dims.hidden, dims.ffn_hidden
+    if not config.has_attention:
+        # Width-by-depth block of the non-attention families: a pre-norm residual MLP
+        # (mlp; gnn as a GIN layer whose update is that MLP) or an isotropic ConvNeXt block
+        # (cnn: 7x7 depthwise conv, LayerNorm, two pointwise layers, layer scale).
+        mlp = h * f + f + f * h + h
+        if config.family == "cnn":
+            return 49 * h + h + 2 * h + mlp + h
+        return norm_params(h, config) + mlp
+
+    kv_dim = dims.kv_heads * (h // dims.heads)
+    attention = 2 * h * h + 2 * h * kv_dim
+    if config.bias:
+        attention = attention + 2 * h + 2 * kv_dim
+    if config.ffn_type == "gated":
+        ffn = 3 * h * f + (2 * f + h if config.bias else 0)
+    else:
+        ffn = 2 * h * f + (f + h if config.bias else 0)
+    return attention + ffn + 2 * norm_params(h, config)
+
+
+def head_params(dims: Dims, config: ArchitectureConfig):
+    """Final norm, pooler and task head."""
+    h = dims.hidden
+    total = norm_params(h, config) if config.final_norm else 0 * h
+    if config.pooler:
+        total = total + h * h + h
+    outputs = config.head_outputs
+    if config.head == "lm":
+        if not config.tie_embeddings or config.input_stem != "tokens":
+            total = total + config.vocab_size * h
+    elif config.head in ("classifier", "regression"):
+        total = total + h * outputs + outputs
+    elif config.head == "embedding":
+        total = total + h * outputs
+    return total
+
+
+def parameter_count(dims: Dims, config: ArchitectureConfig):
+    """Total trainable parameters of each architecture."""
+    return embedding_params(dims, config) + dims.layers * block_params(dims, config) + head_params(dims, config)
+
+
+def matmul_params_per_token(dims: Dims, config: ArchitectureConfig):
+    """Weights that each position multiplies through: blocks, stem projection and LM head.
+
+    A token lookup costs no multiply, but an LM head does even when it is tied.
+    """
+    h = dims.hidden
+    total = dims.layers * block_params(dims, config)
+    if config.input_stem == "patches":
+        total = total + config.patch_dim * h
+    elif config.input_stem == "features":
+        total = total + config.feature_dim * h
+    if config.head == "lm":
+        total = total + config.vocab_size * h
+    return total

@@ -1,0 +1,163 @@
+"""ArchitectureSearchEngine: the search a CLI user and a Python user share."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from metagen_jax.candidates import build_candidates, describe_problem  # noqa: I001
+from metagen_jax.objectives import parse_objectives
+from metagen_jax.problem import Problem, build_problem
+from metagen_jax.ranking import MAX_REPORTED, rank_candidates
+from metagen_jax.result import SearchResult
+from metagen_jax.specs.requirements import Requirements
+from metagen_jax.strategies.random_search import random_search_genomes
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("random", "evolution", "exhaustive")
+
+# Progress callback: (phase name, completed units, total units).
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class SearchError(ValueError):
+    """Invalid search settings, reported to CLI users as one line with exit code 2."""
+
+
+def requirements_of(spec: Any) -> tuple[Requirements, list[str]]:
+    """Accept a Spec, a ParsedSpec, Requirements or a path, and return Requirements plus warnings."""
+    from metagen_jax.specs import parse_spec, resolve_requirements
+
+    if isinstance(spec, Requirements):
+        return spec, []
+    if isinstance(spec, (str, os.PathLike)):
+        parsed = parse_spec(Path(spec))
+        return parsed.requirements, list(parsed.warnings)
+    if hasattr(spec, "requirements") and hasattr(spec, "warnings"):
+        return spec.requirements, list(spec.warnings)
+    return resolve_requirements(spec), []
+
+
+class ArchitectureSearchEngine:
+    """Search the architecture space of a spec for Pareto-optimal candidates.
+
+    Args:
+        spec: a loaded Spec (from `load_spec`), a ParsedSpec, Requirements, or a path.
+        budget: maximum number of candidates to evaluate.
+        strategy: "random", "evolution" or "exhaustive".
+        seed: seed of every random choice; the same seed gives the same result.
+        objectives: objective names or synonyms; default params, latency, performance.
+        generations, population_size: evolution settings (see `metagen_jax.strategies.evolution`).
+        device: device profile name overriding the spec's device.
+        history_dir: folder of the search history, or None to turn history off.
+        progress: optional callback for progress bars.
+
+    Example:
+        >>> spec, _ = load_spec("specs/tiny_text_lm.yaml")
+        >>> result = ArchitectureSearchEngine(spec=spec, budget=50, seed=42).search()
+        >>> best = result.top_k(1)[0]
+    """
+
+    def __init__(self, spec: Any, budget: int = 10, strategy: str = "random", seed: int = 42, *,
+                 objectives: str | list[str] | tuple[str, ...] | None = None,
+                 generations: int | None = None, population_size: int | None = None,
+                 device: str | None = None, history_dir: str | os.PathLike[str] | None = None,
+                 max_reported: int = MAX_REPORTED, progress: ProgressCallback | None = None) -> None:
+        if not isinstance(budget, (int, np.integer)) or budget < 1:
+            raise SearchError(f"search budget must be an integer of at least 1, got {budget!r}")
+        strategy = str(strategy).strip().lower()
+        if strategy not in STRATEGIES:
+            raise SearchError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+        for name, value in (("generations", generations), ("population_size", population_size)):
+            if value is not None and value < 1:
+                raise SearchError(f"{name} must be at least 1, got {value}")
+        try:
+            self.objectives = parse_objectives(objectives)
+        except ValueError as error:
+            raise SearchError(str(error)) from None
+        self.requirements, self.warnings = requirements_of(spec)
+        try:
+            self.problem: Problem = build_problem(self.requirements, self.objectives, device)
+        except KeyError as error:
+            raise SearchError(str(error.args[0]) if error.args else str(error)) from None
+        self.budget = int(budget)
+        self.strategy = strategy
+        self.seed = int(seed)
+        self.generations = generations
+        self.population_size = population_size
+        self.history_dir = Path(history_dir) if history_dir is not None else None
+        self.max_reported = max_reported
+        self.progress = progress
+
+    # ------------------------------------------------------------------------------------
+
+    def search(self) -> SearchResult:
+        """Run the strategy, rank what it evaluated and return the result."""
+        started = time.perf_counter()
+        key = jax.random.key(self.seed)
+        timing: dict[str, float] = {}
+        extras: dict[str, Any] = {}
+
+        tick = time.perf_counter()
+        genomes, evaluation, sources = self._run_strategy(key, extras)
+        timing["search_seconds"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        ranking = rank_candidates(evaluation.objectives, evaluation.violation, self.max_reported)
+        candidates = build_candidates(self.problem, genomes, evaluation, ranking, sources)
+        front = [c for c in candidates if c.on_pareto_front]
+        timing["ranking_seconds"] = time.perf_counter() - tick
+
+        feasible_count = int(ranking.feasible.sum())
+        summary = {
+            "evaluated": int(len(genomes)),
+            "feasible": feasible_count,
+            "pareto_front_size": len(front),
+            "reported": len(candidates),
+            "space_size": int(self.problem.space.size),
+        }
+        if feasible_count == 0:
+            self.warnings.append(
+                "no candidate meets every constraint; the least-violating candidates are shown")
+        timing["total_seconds"] = time.perf_counter() - started
+        logger.info("search finished: %d evaluated, %d feasible, front of %d in %.2f s",
+                    summary["evaluated"], feasible_count, len(front), timing["total_seconds"])
+        described = describe_problem(self.problem)
+        return SearchResult(
+            spec_name=self.requirements.name,
+            strategy=self.strategy,
+            seed=self.seed,
+            search_budget=self.budget,
+            objectives=list(self.objectives),
+            constraints=described["constraints"],
+            device=described["device"],
+            architecture=described["architecture"],
+            candidates=candidates,
+            pareto_front=front,
+            summary=summary,
+            warnings=list(self.warnings),
+            extras=extras,
+            timing=timing,
+        )
+
+    def _run_strategy(self, key: jax.Array, extras: dict[str, Any]):
+        problem = self.problem
+        if self.strategy == "random":
+            self._report("sampling", 0, self.budget)
+            genomes = random_search_genomes(problem.space, key, self.budget)
+            self._report("sampling", self.budget, self.budget)
+            evaluation = problem.evaluate_host(genomes)
+            return genomes, evaluation, ["search"] * len(genomes)
+        raise SearchError(f"the {self.strategy} strategy is not available in this version; use --strategy random")
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)

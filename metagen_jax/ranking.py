@@ -1,0 +1,62 @@
+"""Ranking of evaluated candidates on the host, shared by every strategy.
+
+Order: the feasible Pareto front first, then the other feasible candidates, then the
+infeasible ones by increasing violation. Inside the first two groups, candidates are
+ordered by the desirability score of `metagen_jax.objectives.desirability_score`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import metagen_jax.pareto as pareto
+
+# Reports keep at most this many candidates besides the whole Pareto front, so that a
+# search of millions of genomes still writes a JSON file of a few megabytes.
+MAX_REPORTED = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Ranking of N evaluated candidates.
+
+    Attributes:
+        order: indices of the reported candidates, best first.
+        feasible: (N,) bool.
+        on_front: (N,) bool, the feasible Pareto front over all N.
+        score: (N,) float64 desirability score.
+        pareto_rank: constrained non-dominated rank of each reported candidate, computed
+            among the reported candidates (rank 0 is the front over all N, because the
+            whole front is always reported).
+    """
+
+    order: np.ndarray
+    feasible: np.ndarray
+    on_front: np.ndarray
+    score: np.ndarray
+    pareto_rank: np.ndarray
+
+
+def rank_candidates(objectives: np.ndarray, violation: np.ndarray,
+                    max_reported: int = MAX_REPORTED) -> Ranking:
+    """Rank candidates by feasibility, Pareto front membership and score."""
+    from metagen_jax.objectives import desirability_score
+
+    objectives = np.asarray(objectives, dtype=np.float32)
+    violation = np.asarray(violation, dtype=np.float32)
+    finite = np.all(np.isfinite(objectives), axis=1) & np.isfinite(violation)
+    feasible = finite & (violation <= 0)
+    on_front = np.asarray(pareto.first_front_chunked(objectives, violation), dtype=bool) & feasible
+    score = desirability_score(objectives, feasible)
+
+    group = np.where(on_front, 0, np.where(feasible, 1, 2))
+    safe_violation = np.where(np.isfinite(violation), violation, np.inf)
+    # lexsort sorts by the last key first: group, then violation, then score (descending).
+    order = np.lexsort((-score, safe_violation, group))
+    keep = max(max_reported, int(on_front.sum()))
+    order = order[:keep]
+
+    ranks = np.asarray(pareto.constrained_nondominated_rank(objectives[order], violation[order]), dtype=np.int64)
+    return Ranking(order=order, feasible=feasible, on_front=on_front, score=score, pareto_rank=ranks)
