@@ -136,7 +136,7 @@ def resolve_requirements(spec: Spec) -> Requirements:
     """Resolve every unit string and default of a spec into `Requirements`.
 
     Warnings about approximations (an unbounded context, an unknown family or modality)
-    are issued as `SpecWarning`; `parse_spec` collects them with their file lines instead.
+    are issued as `SpecWarning`. `parse_spec` collects them with their file lines instead.
 
     Raises:
         SpecError: for an invalid unit value or inconsistent values, with the key path.
@@ -148,7 +148,7 @@ def resolve_requirements(spec: Spec) -> Requirements:
 
 
 def resolve_with_notes(spec: Spec) -> tuple[Requirements, list[tuple[KeyPath, str]]]:
-    """Resolve a spec like `resolve_requirements`; return the warnings as (key path, message)."""
+    """Resolve a spec like `resolve_requirements`, returning the warnings as (key path, message)."""
     notes: list[tuple[KeyPath, str]] = []
     constraints = spec.constraints
     family = _resolve_family(spec.architecture.family, notes)
@@ -169,6 +169,9 @@ def resolve_with_notes(spec: Spec) -> tuple[Requirements, list[tuple[KeyPath, st
         _parse_at(units.normalize_device, constraints.device, ("constraints", "device"))
         or DEFAULT_DEVICE
     )
+    throughput_unit = None
+    if throughput is not None:
+        throughput_unit = throughput.unit or _DEFAULT_THROUGHPUT_UNITS.get(inputs[0], "samples/s")
 
     requirements = Requirements(
         name=spec.name,
@@ -180,17 +183,13 @@ def resolve_with_notes(spec: Spec) -> tuple[Requirements, list[tuple[KeyPath, st
         max_params=max_params,
         memory_budget_bytes=memory,
         context_tokens=context_tokens,
-        latency_ms=latency.ms if latency else None,
-        latency_class=latency.latency_class if latency else None,
+        latency_ms=latency.ms if latency is not None else None,
+        latency_class=latency.latency_class if latency is not None else None,
         device=device,
-        throughput=throughput.value if throughput else None,
-        throughput_unit=(
-            (throughput.unit or _DEFAULT_THROUGHPUT_UNITS.get(inputs[0], "samples/s"))
-            if throughput
-            else None
-        ),
-        training_tokens=data_size.count if data_size else None,
-        training_data_unit=data_size.unit if data_size else None,
+        throughput=throughput.value if throughput is not None else None,
+        throughput_unit=throughput_unit,
+        training_tokens=data_size.count if data_size is not None else None,
+        training_data_unit=data_size.unit if data_size is not None else None,
         num_classes=spec.task.num_classes,
         num_outputs=spec.task.num_outputs,
         embedding_dim=spec.task.embedding_dim,
@@ -211,8 +210,6 @@ class _Geometry(NamedTuple):
     image_size: int | None
     patch_size: int | None
     num_channels: int | None
-    image_size_path: KeyPath
-    patch_size_path: KeyPath
 
 
 def _resolve_family(written: str, notes: list[tuple[KeyPath, str]]) -> str:
@@ -289,7 +286,7 @@ def _resolve_geometry(spec: Spec, family: str) -> _Geometry:
             "Use an image size that the patches tile exactly, or set patch_size.",
             key_path=patch_path or image_path,
         )
-    return _Geometry(image_size, patch_size, num_channels, image_path, patch_path)
+    return _Geometry(image_size, patch_size, num_channels)
 
 
 def _resolve_context(
@@ -299,7 +296,8 @@ def _resolve_context(
     notes: list[tuple[KeyPath, str]],
 ) -> int:
     """Return the context in tokens: as written, else the patch count + 1 (a class token)
-    for images, else the forecast lookback for time series, else DEFAULT_CONTEXT_TOKENS."""
+    for image inputs with a known image size, else the lookback for time series, else
+    DEFAULT_CONTEXT_TOKENS."""
     written = spec.constraints.context_window
     key_path = ("constraints", "context_window")
     if written is not None:
@@ -309,8 +307,11 @@ def _resolve_context(
                 (key_path, f"{written!r} is read as a context of {tokens:,} tokens (1M).")
             )
         return tokens
-    if "image" in inputs and geometry.image_size is not None and geometry.patch_size is not None:
-        return (geometry.image_size // geometry.patch_size) ** 2 + 1
+    if "image" in inputs and geometry.image_size is not None:
+        # A family without patches (cnn, mlp, gnn) gets the positions of a stride-16
+        # feature map, a size for activation estimates.
+        side = -(-geometry.image_size // (geometry.patch_size or DEFAULT_PATCH_SIZE))
+        return side**2 + 1
     if "time_series" in inputs and spec.task.lookback is not None:
         return spec.task.lookback
     return DEFAULT_CONTEXT_TOKENS
