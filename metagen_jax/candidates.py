@@ -71,6 +71,9 @@ def describe_problem(problem: Problem) -> dict[str, dict[str, Any]]:
     """Return the constraints, device profile and fixed architecture as JSON-ready dicts."""
     device = dataclasses.asdict(problem.device)
     constraints = dataclasses.asdict(problem.constraints)
+    # Report the parameter budget as the exact integers of the spec, not as floats.
+    constraints["min_params"] = problem.requirements.min_params
+    constraints["max_params"] = problem.requirements.max_params
     constraints["latency_class"] = problem.requirements.latency_class
     constraints["context_tokens"] = problem.requirements.context_tokens
     architecture = dataclasses.asdict(problem.cost_model.config)

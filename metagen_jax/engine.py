@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from metagen_jax.candidates import build_candidates, describe_problem  # noqa: I001
+from metagen_jax.engine_history import HistorySession, merge_warm_start
 from metagen_jax.objectives import parse_objectives
 from metagen_jax.problem import Problem, build_problem
 from metagen_jax.ranking import MAX_REPORTED, rank_candidates
@@ -84,6 +85,7 @@ class ArchitectureSearchEngine:
         except ValueError as error:
             raise SearchError(str(error)) from None
         self.requirements, self.warnings = requirements_of(spec)
+        self.raw_spec = getattr(spec, "raw", None) if not isinstance(spec, tuple) else None
         try:
             self.problem: Problem = build_problem(self.requirements, self.objectives, device)
         except KeyError as error:
@@ -106,8 +108,16 @@ class ArchitectureSearchEngine:
         timing: dict[str, float] = {}
         extras: dict[str, Any] = {}
 
+        session = None
+        warm = np.zeros((0, 5), dtype=np.int32)
+        if self.history_dir is not None:
+            session = HistorySession.open(self.history_dir, self.requirements, self.raw_spec, self.warnings)
+        if session is not None:
+            warm, source_runs = session.warm_start(self.problem.space, self.budget, self.strategy, self.seed)
+            extras["history"] = {"warm_start_candidates": int(len(warm)), "source_runs": source_runs}
+
         tick = time.perf_counter()
-        genomes, evaluation, sources = self._run_strategy(key, extras)
+        genomes, evaluation, sources = self._run_strategy(key, extras, warm)
         timing["search_seconds"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -127,6 +137,9 @@ class ArchitectureSearchEngine:
         if feasible_count == 0:
             self.warnings.append(
                 "no candidate meets every constraint; the least-violating candidates are shown")
+        if session is not None:
+            run_id = session.record(self.requirements.name, self.strategy, self.seed, front, self.warnings)
+            logger.info("recorded run %s in %s", run_id, self.history_dir)
         timing["total_seconds"] = time.perf_counter() - started
         logger.info("search finished: %d evaluated, %d feasible, front of %d in %.2f s",
                     summary["evaluated"], feasible_count, len(front), timing["total_seconds"])
@@ -148,14 +161,15 @@ class ArchitectureSearchEngine:
             timing=timing,
         )
 
-    def _run_strategy(self, key: jax.Array, extras: dict[str, Any]):
+    def _run_strategy(self, key: jax.Array, extras: dict[str, Any], warm: np.ndarray):
         problem = self.problem
         if self.strategy == "random":
             self._report("sampling", 0, self.budget)
-            genomes = random_search_genomes(problem.space, key, self.budget)
+            fresh = random_search_genomes(problem.space, key, self.budget)
+            genomes, sources = merge_warm_start(warm, fresh, self.budget)
             self._report("sampling", self.budget, self.budget)
             evaluation = problem.evaluate_host(genomes)
-            return genomes, evaluation, ["search"] * len(genomes)
+            return genomes, evaluation, sources
         raise SearchError(f"the {self.strategy} strategy is not available in this version; use --strategy random")
 
     def _report(self, phase: str, done: int, total: int) -> None:

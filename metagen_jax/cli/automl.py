@@ -34,7 +34,13 @@ def automl(
     train_prototypes: Annotated[bool, typer.Option(
         "--train-prototypes", help="Train a tiny prototype of the Pareto-front candidates and rank them by loss.")] = False,
     prototype_steps: Annotated[int, typer.Option(help="Training steps per prototype.")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed; equal seeds give equal results.")] = 42,
+    prototype_candidates: Annotated[int, typer.Option(
+        help="How many leading candidates (Pareto front first) get a trained prototype.")] = 16,
+    prototype_data: Annotated[Optional[Path], typer.Option(
+        help="Training data for prototypes: a UTF-8 text file (byte tokens) or a .npy of token ids. "
+             "Default: a synthetic token task.")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Random seed; equal seeds give equal results. Default: the spec's reproducibility.seed, else 42.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device profile overriding the spec's device (e.g. h100, rtx4090).")] = None,
     history_dir: Annotated[Path, typer.Option(help="Folder of the search history database.")] = Path(".metagen"),
     no_history: Annotated[bool, typer.Option("--no-history", help="Neither read nor record search history.")] = False,
@@ -48,8 +54,14 @@ def automl(
         raise fail(f"--top-k must be at least 1, got {top_k}")
     if prototype_steps < 1:
         raise fail(f"--prototype-steps must be at least 1, got {prototype_steps}")
+    if prototype_candidates < 1:
+        raise fail(f"--prototype-candidates must be at least 1, got {prototype_candidates}")
+    if prototype_data is not None and not prototype_data.is_file():
+        raise fail(f"--prototype-data {prototype_data}: file not found")
     parsed = load_spec_or_fail(spec_path)
     check_output_folder(out)
+    if seed is None:
+        seed = parsed.requirements.seed
 
     with _progress_bar() as (progress_callback, _):
         try:
@@ -61,12 +73,17 @@ def automl(
             )
             started = time.perf_counter()
             result = engine.search()
-            if train_prototypes:
-                from metagen_jax.prototype_ranking import rank_by_prototypes
-
-                rank_by_prototypes(result, steps=prototype_steps, seed=seed, progress=progress_callback)
         except SearchError as error:
             raise fail(str(error)) from None
+        if train_prototypes:
+            from metagen_jax.prototype_ranking import rank_by_prototypes
+
+            try:
+                rank_by_prototypes(result, steps=prototype_steps, seed=seed, count=prototype_candidates,
+                                   data_path=prototype_data, progress=progress_callback)
+            except ValueError as error:
+                # Unreadable or invalid --prototype-data; nothing has been written yet.
+                raise fail(f"--prototype-data: {error}") from None
 
     saved = result.save(out / RESULTS_FILE)
     print_warnings(result.warnings)

@@ -10,6 +10,10 @@ import typer
 from rich.console import Console
 
 console = Console()
+if not console.is_terminal:
+    # Piped or captured output has no width of its own; rich would assume 80 columns and
+    # squeeze the candidates table into ellipses.
+    console = Console(width=160)
 error_console = Console(stderr=True)
 
 
@@ -20,8 +24,9 @@ def fail(message: str) -> typer.Exit:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
-    """Quiet by default (warnings only); -v for info, -vv for debug, -q for errors only."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    """Log errors only by default; -v adds info, -vv debug; -q keeps errors only."""
+    # Warnings reach users through rich already, so plain runs log errors only.
+    level = logging.ERROR if quiet or verbose == 0 else (logging.INFO, logging.DEBUG)[min(verbose, 2) - 1]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 

@@ -64,10 +64,11 @@ def predicted_loss(params, hidden, layers, model: QualityModel, xp):
     """
     n = xp.maximum(params, 1.0)
     if model.training_tokens is None:
-        d = COMPUTE_OPTIMAL_TOKENS_PER_PARAM * n
+        data_term = CHINCHILLA_B / (COMPUTE_OPTIMAL_TOKENS_PER_PARAM * n) ** CHINCHILLA_BETA
     else:
-        d = xp.maximum(model.training_tokens, 1.0) + 0.0 * n
-    loss = CHINCHILLA_E + CHINCHILLA_A / n**CHINCHILLA_ALPHA + CHINCHILLA_B / d**CHINCHILLA_BETA
+        # A fixed data size is a constant: compute it once in Python, not per candidate.
+        data_term = CHINCHILLA_B / max(model.training_tokens, 1.0) ** CHINCHILLA_BETA
+    loss = CHINCHILLA_E + CHINCHILLA_A / n**CHINCHILLA_ALPHA + data_term
     if model.shape_penalty:
         aspect = hidden / xp.maximum(layers, 1.0)
         loss = loss * (1.0 + ASPECT_PENALTY * xp.log(aspect / ASPECT_OPTIMUM) ** 2)

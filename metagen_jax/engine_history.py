@@ -1,0 +1,110 @@
+"""Search history around a search: warm-start genomes before it, a record after it.
+
+History never fails a search: an unusable database turns it off with a warning (see
+`SearchHistory.open`), and a failed write is reported as a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from metagen_jax.result import Candidate
+from metagen_jax.space import SearchSpace
+from metagen_jax.specs.requirements import Requirements
+
+logger = logging.getLogger(__name__)
+
+# Share of a search's evaluations that may come from earlier runs' fronts.
+WARM_START_SHARE = 0.25
+
+
+@dataclasses.dataclass
+class HistorySession:
+    """An open history database with the features of the spec being searched."""
+
+    history: Any
+    features: Any
+    spec_hash: str
+
+    @classmethod
+    def open(cls, directory: Path, requirements: Requirements, raw_spec: dict[str, Any] | None,
+             warnings: list[str]) -> HistorySession | None:
+        from metagen_jax.history import SearchHistory, spec_features, spec_hash
+
+        history = SearchHistory.open(directory, on_warning=lambda message: warnings.append(f"history: {message}"))
+        if history is None:
+            return None
+        source = raw_spec if raw_spec is not None else dataclasses.asdict(requirements)
+        return cls(history, spec_features(requirements), spec_hash(source))
+
+    def warm_start(self, space: SearchSpace, budget: int, strategy: str, seed: int) -> tuple[np.ndarray, list[int]]:
+        """Repair the nearest earlier runs' fronts into `space`; at most a quarter of the budget.
+
+        Runs of the same spec, strategy and seed are skipped, so repeating a search gives
+        the same result as the first time instead of feeding on its own output.
+        """
+        from metagen_jax.history import warm_start_genomes
+
+        count = int(budget * WARM_START_SHARE)
+        if count < 1:
+            return np.zeros((0, 5), dtype=np.int32), []
+        repair = jax.jit(space.repair)
+        source = _OtherSearches(self.history, (self.spec_hash, strategy, seed))
+        start = warm_start_genomes(source, self.features, count,
+                                   lambda genomes: np.asarray(repair(np.asarray(genomes, dtype=np.int32))))
+        if len(start.genomes):
+            logger.info("warm start: %d genomes from runs %s", len(start.genomes), start.source_run_ids)
+        return np.asarray(start.genomes, dtype=np.int32), list(start.source_run_ids)
+
+    def record(self, spec_name: str, strategy: str, seed: int, front: list[Candidate],
+               warnings: list[str]) -> int | None:
+        """Store the run's Pareto front; return the run id, or None when the write failed."""
+        from metagen_jax.history import HistoryError
+
+        genomes = np.array([c.genome for c in front], dtype=np.int32).reshape(-1, 5)
+        metrics = [
+            {key: getattr(c, key) for key in ("params", "params_billion", "latency_ms", "memory_gb",
+                                              "predicted_loss", "score")}
+            for c in front
+        ]
+        try:
+            return self.history.record_run(self.features, self.spec_hash, spec_name, strategy, seed, genomes, metrics)
+        except HistoryError as error:
+            warnings.append(f"history: could not record this run ({error})")
+            logger.warning("history write failed: %s", error)
+            return None
+        finally:
+            self.history.close()
+
+
+class _OtherSearches:
+    """A read view of the history without the runs of one (spec hash, strategy, seed)."""
+
+    def __init__(self, history: Any, excluded: tuple[str, str, int]) -> None:
+        self._history = history
+        self._excluded = excluded
+
+    def nearest_runs(self, features: Any, k: int = 3, **options: Any) -> list:
+        # Ask for more runs than needed, because some of them may be excluded.
+        found = self._history.nearest_runs(features, k=k + 32, **options)
+        kept = [(run, distance) for run, distance in found
+                if (run.spec_hash, run.strategy, run.seed) != self._excluded]
+        return kept[:k]
+
+    def get_run(self, run_id: int) -> Any:
+        return self._history.get_run(run_id)
+
+
+def merge_warm_start(warm: np.ndarray, fresh: np.ndarray, budget: int) -> tuple[np.ndarray, list[str]]:
+    """Put warm-start genomes first, then fresh ones not already present, up to `budget`."""
+    combined = np.concatenate([warm.reshape(-1, 5), fresh.reshape(-1, 5)]).astype(np.int32)
+    _, first = np.unique(combined, axis=0, return_index=True)
+    keep = np.sort(first)[:budget]
+    sources = ["history" if index < len(warm) else "search" for index in keep]
+    return combined[keep], sources

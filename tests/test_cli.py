@@ -1,0 +1,156 @@
+"""The metagen CLI through typer's runner: automl, estimate, validate, schema, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import BUNDLED_SPECS, REPO
+from metagen_jax.cli import app
+
+ARCHITECTURES = REPO / "tests" / "fixtures" / "architectures"
+TINY = REPO / "specs" / "tiny_text_lm.yaml"
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("spec_path", BUNDLED_SPECS, ids=[p.stem for p in BUNDLED_SPECS])
+def test_automl_writes_results(spec_path, tmp_path):
+    result = invoke("automl", spec_path, "--out", tmp_path, "--search-budget", "64", "--no-history")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "automl_results.json").read_text())
+    assert data["strategy"] == "random"
+    assert data["search_budget"] == 64
+    assert data["objectives"] == ["params", "latency", "performance"]
+    assert data["summary"]["evaluated"] <= 64
+    for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_multiplier", "params",
+                "params_billion", "latency_ms", "memory_gb", "predicted_loss", "score", "feasible",
+                "violation", "pareto_rank"):
+        assert key in data["candidates"][0], key
+    assert all(c["pareto_rank"] == 0 for c in data["pareto_front"])
+    assert "candidates evaluated" in result.output
+
+
+def test_automl_same_seed_same_file(tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        result = invoke("automl", TINY, "-o", tmp_path / run, "--search-budget", "200", "--seed", "9",
+                        "-O", "size,speed,quality,ram", "--no-history")
+        assert result.exit_code == 0, result.output
+        data = json.loads((tmp_path / run / "automl_results.json").read_text())
+        data.pop("timing")
+        outputs.append(data)
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["objectives"] == ["params", "latency", "performance", "memory"]
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--search-budget", "0"], "--search-budget"),
+    (["--top-k", "0"], "--top-k"),
+    (["--strategy", "annealing"], "unknown strategy"),
+    (["-O", "params,beauty"], "unknown objective"),
+    (["--device", "abacus"], "unknown device"),
+])
+def test_automl_bad_options(tmp_path, args, needle):
+    result = invoke("automl", TINY, "-o", tmp_path, "--no-history", *args)
+    assert result.exit_code == 2
+    assert needle in _error_line(result)
+    assert not (tmp_path / "automl_results.json").exists()
+
+
+def test_automl_bad_spec_paths(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nconstraints: [unclosed\n")
+    for path, needle in ((tmp_path / "missing.yaml", "missing.yaml"), (tmp_path, str(tmp_path)),
+                         (empty, "empty.yaml"), (broken, "broken.yaml")):
+        result = invoke("automl", path, "-o", tmp_path / "out", "--no-history")
+        assert result.exit_code == 2, path
+        assert needle in _error_line(result)
+    assert not (tmp_path / "out" / "automl_results.json").exists()
+
+
+def test_automl_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = invoke("automl", TINY, "-o", blocker, "--no-history")
+    assert result.exit_code == 2
+    assert "--out" in _error_line(result)
+    result = invoke("automl", TINY, "-o", blocker / "below", "--no-history")
+    assert result.exit_code == 2
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("llama2_7b", 6_738_415_616), ("gpt2", 124_439_808), ("vit_b16", 86_567_656), ("bert_base", 109_482_240),
+])
+def test_estimate_json_params(name, params):
+    result = invoke("estimate", ARCHITECTURES / f"{name}.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["params"] == params
+    for key in ("params_billion", "flops_per_token", "weights_bytes", "kv_cache_bytes", "activation_bytes",
+                "memory_gb", "prefill_ms", "latency_ms", "throughput", "predicted_loss"):
+        assert key in report, key
+
+
+def test_estimate_llama_on_h100_by_hand():
+    result = invoke("estimate", ARCHITECTURES / "llama2_7b.yaml", "--device", "h100", "--json")
+    report = json.loads(result.output)
+    # 4096-token context from max_position_embeddings: KV cache 2 GiB, decode memory bound.
+    assert report["kv_cache_bytes"] == 2 * 32 * 4096 * 4096 * 2
+    assert report["latency_ms"] == pytest.approx(5.830, abs=0.001)
+
+
+def test_estimate_with_spec_uses_its_context():
+    result = invoke("estimate", ARCHITECTURES / "llama2_7b.yaml", "--spec", REPO / "specs" / "text_llm_8b.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["context_tokens"] == 262144
+    assert report["kv_cache_bytes"] == 2 * 32 * 4096 * 262144 * 2
+
+
+def test_estimate_bad_architecture(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hidden_size: 1000\nnum_layers: 4\nnum_heads: 7\n")
+    result = invoke("estimate", bad)
+    assert result.exit_code == 2
+    assert "num_heads" in _error_line(result)
+    result = invoke("estimate", tmp_path / "nope.yaml")
+    assert result.exit_code == 2
+    assert "not found" in _error_line(result)
+
+
+def test_validate_and_schema():
+    result = invoke("validate", REPO / "specs" / "text_llm_8b.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    assert "262144" in result.output
+    result = invoke("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert "constraints" in json.dumps(schema)
+
+
+def test_validate_bad_spec(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nconstraints:\n  parameter_budget:\n    max: lots\n")
+    result = invoke("validate", bad)
+    assert result.exit_code == 2
+    line = _error_line(result)
+    assert "constraints.parameter_budget.max" in line
+    assert "bad.yaml" in line
