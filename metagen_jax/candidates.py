@@ -47,7 +47,7 @@ def build_candidates(problem: Problem, genomes: np.ndarray, evaluation: Evaluati
             ffn_multiplier=int(genome[FFN_QUARTERS]) / 4,
             ffn_hidden_size=int(dims64.ffn_hidden[row]),
             params=int(exact_params[row]),
-            params_billion=round(int(exact_params[row]) / GIGA, 6),
+            params_billion=int(exact_params[row]) / GIGA,
             flops_per_token=float(metrics.flops_per_token[row]),
             latency_ms=float(metrics.latency_ms[row]),
             prefill_ms=float(metrics.prefill_ms[row]),

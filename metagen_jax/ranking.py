@@ -48,7 +48,7 @@ def rank_candidates(objectives: np.ndarray, violation: np.ndarray,
     violation = np.asarray(violation, dtype=np.float32)
     finite = np.all(np.isfinite(objectives), axis=1) & np.isfinite(violation)
     feasible = finite & (violation <= 0)
-    on_front = np.asarray(pareto.first_front_chunked(objectives, violation), dtype=bool) & feasible
+    on_front = np.asarray(pareto.pareto_front_mask(objectives, violation), dtype=bool) & feasible
     score = desirability_score(objectives, feasible)
 
     group = np.where(on_front, 0, np.where(feasible, 1, 2))

@@ -25,6 +25,7 @@ import numpy as np
 
 from metagen_jax.cost.architecture import Dims
 from metagen_jax.cost.model import CostModel
+from metagen_jax.cost.params import exact_quotient
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN_QUARTERS = range(5)
 NUM_GENES = 5
@@ -224,7 +225,7 @@ def decode(genomes, xp=jnp) -> Dims:
         layers=genomes[..., LAYERS],
         heads=genomes[..., HEADS],
         kv_heads=genomes[..., KV_HEADS],
-        ffn_hidden=hidden * genomes[..., FFN_QUARTERS] // 4,
+        ffn_hidden=exact_quotient(hidden * genomes[..., FFN_QUARTERS], 4),
     )
 
 

@@ -11,7 +11,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from metagen_jax.cli.common import check_output_folder, console, fail, load_spec_or_fail, print_warnings
+from metagen_jax.cli.common import (
+    check_output_folder,
+    console,
+    enable_compilation_cache,
+    fail,
+    load_spec_or_fail,
+    print_warnings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ def automl(
         raise fail(f"--prototype-data {prototype_data}: file not found")
     parsed = load_spec_or_fail(spec_path)
     check_output_folder(out)
+    enable_compilation_cache()
     if seed is None:
         seed = parsed.requirements.seed
 

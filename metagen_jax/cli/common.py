@@ -30,6 +30,29 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
+def enable_compilation_cache() -> None:
+    """Keep compiled XLA programs on disk so that repeated commands skip compilation.
+
+    The folder is $METAGEN_JAX_CACHE_DIR, else ~/.cache/metagen_jax/xla; the value "off"
+    turns the cache off. Library users choose their own JAX cache settings.
+    """
+    setting = os.environ.get("METAGEN_JAX_CACHE_DIR", "")
+    if setting.lower() == "off":
+        return
+    folder = Path(setting) if setting else Path.home() / ".cache" / "metagen_jax" / "xla"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        logging.getLogger(__name__).info("compilation cache off: cannot create %s (%s)", folder, error)
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Cache every program: the search's programs compile in well under JAX's 1 s default.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def load_spec_or_fail(path: Path):
     """Parse a spec file, turning a SpecError into a one-line CLI error."""
     from metagen_jax.specs import SpecError, parse_spec

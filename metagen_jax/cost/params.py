@@ -1,15 +1,25 @@
 """Exact parameter counts, written once for every array backend.
 
-The functions use only `+`, `*` and `//` on their inputs, so the same formula runs on JAX
-float32 arrays inside the jitted cost model (exact below 2^24, ample for ranking) and on
-Python or NumPy int64 integers on the host, where the count reported to users is exact.
-`hidden // heads` is exact because the search space only holds head counts that divide the
-width.
+The functions use only `+`, `*` and `exact_quotient` on their inputs, so the same formula
+runs on JAX float32 arrays inside the jitted cost model (exact below 2^24, ample for
+ranking) and on Python or NumPy int64 integers on the host, where the count reported to
+users is exact.
 """
 
 from __future__ import annotations
 
 from metagen_jax.cost.architecture import ArchitectureConfig, Dims
+
+
+def exact_quotient(numerator, denominator):
+    """Divide where the quotient is known to be whole: `//` on integers, `/` on floats.
+
+    Float floor division costs several extra operations per element under XLA, and the
+    quotients here (head size from width and heads) are whole because the search space
+    only holds head counts that divide the width.
+    """
+    is_float = isinstance(numerator, float) or getattr(getattr(numerator, "dtype", None), "kind", "") == "f"
+    return numerator / denominator if is_float else numerator // denominator
 
 
 def norm_params(width, config: ArchitectureConfig):
@@ -46,7 +56,7 @@ def block_params(dims: Dims, config: ArchitectureConfig):
             return 49 * h + h + 2 * h + mlp + h
         return norm_params(h, config) + mlp
 
-    kv_dim = dims.kv_heads * (h // dims.heads)
+    kv_dim = dims.kv_heads * exact_quotient(h, dims.heads)
     attention = 2 * h * h + 2 * h * kv_dim
     if config.bias:
         attention = attention + 2 * h + 2 * kv_dim

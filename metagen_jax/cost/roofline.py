@@ -21,6 +21,7 @@ Conventions (all per single request, batch 1):
 from __future__ import annotations
 
 from metagen_jax.cost.architecture import ArchitectureConfig, Dims
+from metagen_jax.cost.params import exact_quotient
 from metagen_jax.hardware import DeviceProfile
 
 ACTIVATION_BYTES = 2.0  # bf16 activations
@@ -31,7 +32,7 @@ def kv_cache_bytes(dims: Dims, config: ArchitectureConfig):
     """Keys and values of every layer at the full context, batch 1 (0 without a KV cache)."""
     if not (config.causal and config.has_attention):
         return 0.0 * dims.hidden
-    kv_dim = dims.kv_heads * (dims.hidden // dims.heads)
+    kv_dim = dims.kv_heads * exact_quotient(dims.hidden, dims.heads)
     return 2.0 * dims.layers * kv_dim * config.sequence_length * config.kv_bytes
 
 
