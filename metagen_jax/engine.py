@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -60,6 +61,11 @@ class ArchitectureSearchEngine:
         device: device profile name overriding the spec's device.
         history_dir: folder of the search history, or None to turn history off.
         progress: optional callback for progress bars.
+        sweep_dir: folder of the exhaustive sweep's checkpoint (default "outputs").
+        resume: continue an exhaustive sweep from the checkpoint in `sweep_dir`.
+
+    The search budget caps the cost-model evaluations of random search and evolution. An
+    exhaustive sweep evaluates every genome of the space whatever the budget.
 
     Example:
         >>> spec, _ = load_spec("specs/tiny_text_lm.yaml")
@@ -71,7 +77,8 @@ class ArchitectureSearchEngine:
                  objectives: str | list[str] | tuple[str, ...] | None = None,
                  generations: int | None = None, population_size: int | None = None,
                  device: str | None = None, history_dir: str | os.PathLike[str] | None = None,
-                 max_reported: int = MAX_REPORTED, progress: ProgressCallback | None = None) -> None:
+                 max_reported: int = MAX_REPORTED, progress: ProgressCallback | None = None,
+                 sweep_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> None:
         if not isinstance(budget, (int, np.integer)) or budget < 1:
             raise SearchError(f"search budget must be an integer of at least 1, got {budget!r}")
         strategy = str(strategy).strip().lower()
@@ -98,6 +105,11 @@ class ArchitectureSearchEngine:
         self.history_dir = Path(history_dir) if history_dir is not None else None
         self.max_reported = max_reported
         self.progress = progress
+        self.sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("outputs")
+        self.resume = resume
+        self.interrupted = False
+        self.exit_code = 0
+        self.is_writer = True
 
     # ------------------------------------------------------------------------------------
 
@@ -127,8 +139,11 @@ class ArchitectureSearchEngine:
         timing["ranking_seconds"] = time.perf_counter() - tick
 
         feasible_count = int(ranking.feasible.sum())
+        if "sweep" in extras:
+            # The sweep returns only its front and top-k; count what it evaluated.
+            feasible_count = extras["sweep"]["feasible"]
         summary = {
-            "evaluated": int(len(genomes)),
+            "evaluated": int(extras["sweep"]["evaluated"] if "sweep" in extras else len(genomes)),
             "feasible": feasible_count,
             "pareto_front_size": len(front),
             "reported": len(candidates),
@@ -137,7 +152,7 @@ class ArchitectureSearchEngine:
         if feasible_count == 0:
             self.warnings.append(
                 "no candidate meets every constraint; the least-violating candidates are shown")
-        if session is not None:
+        if session is not None and self.is_writer and not self.interrupted:
             run_id = session.record(self.requirements.name, self.strategy, self.seed, front, self.warnings)
             logger.info("recorded run %s in %s", run_id, self.history_dir)
         timing["total_seconds"] = time.perf_counter() - started
@@ -170,7 +185,59 @@ class ArchitectureSearchEngine:
             self._report("sampling", self.budget, self.budget)
             evaluation = problem.evaluate_host(genomes)
             return genomes, evaluation, sources
-        raise SearchError(f"the {self.strategy} strategy is not available in this version; use --strategy random")
+        if self.strategy == "evolution":
+            return self._run_evolution(key, extras, warm)
+        return self._run_exhaustive(extras)
+
+    def _run_evolution(self, key: jax.Array, extras: dict[str, Any], warm: np.ndarray):
+        from metagen_jax.strategies.evolution import run_evolution
+
+        try:
+            outcome = run_evolution(
+                self.problem, key, budget=self.budget, generations=self.generations,
+                population_size=self.population_size, initial_genomes=warm if len(warm) else None,
+                progress=self.progress,
+            )
+        except ValueError as error:
+            raise SearchError(str(error)) from None
+        self.warnings.extend(outcome.adjustments)
+        extras["evolution"] = {
+            "generations": int(outcome.generations),
+            "population_size": int(outcome.population_size),
+            "evaluations": int(outcome.evaluations),
+            "hypervolume_reference_point": [float(v) for v in outcome.reference_point],
+            "hypervolume_history": [float(v) for v in outcome.hypervolume_history],
+            "feasible_history": [int(v) for v in outcome.feasible_history],
+        }
+        warm_rows = {tuple(row) for row in warm.tolist()}
+        sources = ["history" if tuple(row) in warm_rows else "search" for row in outcome.genomes.tolist()]
+        return outcome.genomes, outcome.evaluation, sources
+
+    def _run_exhaustive(self, extras: dict[str, Any]):
+        from metagen_jax.history import spec_hash
+        from metagen_jax.strategies.exhaustive import run_exhaustive
+
+        source = self.raw_spec if self.raw_spec is not None else dataclasses.asdict(self.requirements)
+        try:
+            outcome = run_exhaustive(self.problem, out_dir=self.sweep_dir, resume=self.resume,
+                                     progress=self.progress, spec_hash=spec_hash(source))
+        except ValueError as error:
+            raise SearchError(str(error)) from None
+        self.interrupted = bool(outcome.interrupted)
+        self.exit_code = int(outcome.exit_code)
+        if outcome.partial:
+            self.warnings.append(outcome.message)
+        extras["sweep"] = {
+            "evaluated": int(outcome.evaluated),
+            "feasible": int(outcome.feasible),
+            "space_size": int(outcome.space_size),
+            "partial": bool(outcome.partial),
+            "devices": int(outcome.devices),
+            "processes": int(outcome.processes),
+            "checkpoint": str(outcome.checkpoint_path) if outcome.checkpoint_path else None,
+        }
+        self.is_writer = outcome.process_index == 0
+        return outcome.genomes, outcome.evaluation, ["search"] * len(outcome.genomes)
 
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:

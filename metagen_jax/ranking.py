@@ -48,7 +48,9 @@ def rank_candidates(objectives: np.ndarray, violation: np.ndarray,
     violation = np.asarray(violation, dtype=np.float32)
     finite = np.all(np.isfinite(objectives), axis=1) & np.isfinite(violation)
     feasible = finite & (violation <= 0)
-    on_front = np.asarray(pareto.pareto_front_mask(objectives, violation), dtype=bool) & feasible
+    padded_objectives, padded_violation = _pad_to_bucket(objectives, violation)
+    count = len(objectives)
+    on_front = np.asarray(pareto.pareto_front_mask(padded_objectives, padded_violation), dtype=bool)[:count] & feasible
     score = desirability_score(objectives, feasible)
 
     group = np.where(on_front, 0, np.where(feasible, 1, 2))
@@ -58,5 +60,23 @@ def rank_candidates(objectives: np.ndarray, violation: np.ndarray,
     keep = max(max_reported, int(on_front.sum()))
     order = order[:keep]
 
-    ranks = np.asarray(pareto.constrained_nondominated_rank(objectives[order], violation[order]), dtype=np.int64)
+    reported_objectives, reported_violation = _pad_to_bucket(objectives[order], violation[order])
+    ranks = pareto.constrained_nondominated_rank(reported_objectives, reported_violation)
+    ranks = np.asarray(ranks, dtype=np.int64)[: len(order)]
     return Ranking(order=order, feasible=feasible, on_front=on_front, score=score, pareto_rank=ranks)
+
+
+def _pad_to_bucket(objectives: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to the next power of two (at least 256) with infeasible rows.
+
+    The jitted Pareto functions compile once per input shape; padding keeps the number of
+    shapes a search meets to a handful. Padding rows have infinite objectives and
+    violation, so they rank after every real row and change no real row's front or rank.
+    """
+    count = len(objectives)
+    bucket = max(256, 1 << max(0, (count - 1).bit_length()))
+    padded_objectives = np.full((bucket, objectives.shape[1]), np.inf, dtype=np.float32)
+    padded_violation = np.full(bucket, np.inf, dtype=np.float32)
+    padded_objectives[:count] = objectives
+    padded_violation[:count] = violation
+    return padded_objectives, padded_violation

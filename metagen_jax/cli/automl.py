@@ -51,6 +51,12 @@ def automl(
     device: Annotated[Optional[str], typer.Option(help="Device profile overriding the spec's device (e.g. h100, rtx4090).")] = None,
     history_dir: Annotated[Path, typer.Option(help="Folder of the search history database.")] = Path(".metagen"),
     no_history: Annotated[bool, typer.Option("--no-history", help="Neither read nor record search history.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Exhaustive sweep: continue from the checkpoint in OUT.")] = False,
+    coordinator_address: Annotated[Optional[str], typer.Option(
+        help="Multi-host sweep: host:port of process 0 (else JAX reads the cluster environment).")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(help="Multi-host sweep: number of processes.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(help="Multi-host sweep: this process's index.")] = None,
 ) -> None:
     """Search SPEC's architecture space and write OUT/automl_results.json."""
     from metagen_jax.engine import ArchitectureSearchEngine, SearchError
@@ -68,6 +74,15 @@ def automl(
     parsed = load_spec_or_fail(spec_path)
     check_output_folder(out)
     enable_compilation_cache()
+    multi_host_options = coordinator_address or num_processes is not None or process_id is not None
+    if multi_host_options or strategy.strip().lower() == "exhaustive":
+        # With no options this joins a cluster only when JAX's cluster environment is set.
+        from metagen_jax.distributed import initialize_distributed
+
+        try:
+            initialize_distributed(coordinator_address, num_processes, process_id)
+        except (ValueError, RuntimeError) as error:
+            raise fail(f"--coordinator-address/--num-processes/--process-id: {error}") from None
     if seed is None:
         seed = parsed.requirements.seed
 
@@ -77,7 +92,7 @@ def automl(
                 spec=parsed, budget=search_budget, strategy=strategy, seed=seed,
                 objectives=objectives, generations=generations, population_size=population_size,
                 device=device, history_dir=None if no_history else history_dir,
-                progress=progress_callback,
+                progress=progress_callback, sweep_dir=out, resume=resume,
             )
             started = time.perf_counter()
             result = engine.search()
@@ -93,6 +108,9 @@ def automl(
                 # Unreadable or invalid --prototype-data; nothing has been written yet.
                 raise fail(f"--prototype-data: {error}") from None
 
+    if not engine.is_writer:
+        # Multi-host sweep: process 0 writes the results for everyone.
+        raise typer.Exit(code=engine.exit_code)
     saved = result.save(out / RESULTS_FILE)
     print_warnings(result.warnings)
     console.print(candidates_table(result, top_k))
@@ -103,6 +121,8 @@ def automl(
         f"-> {saved}",
         highlight=False,
     )
+    if engine.exit_code:
+        raise typer.Exit(code=engine.exit_code)
 
 
 def candidates_table(result, top_k: int) -> Table:
