@@ -71,7 +71,7 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
 
 
 def candidate_mesh() -> Mesh:
-    """A one-axis mesh over every device of every process, in process order."""
+    """Build a one-axis mesh over every device of every process, in process order."""
     devices = sorted(jax.devices(), key=lambda device: (device.process_index, device.id))
     return Mesh(np.asarray(devices), (CANDIDATE_AXIS,))
 
@@ -88,7 +88,8 @@ def replicate(mesh: Mesh, tree):
 
 
 def per_device(mesh: Mesh, local_value) -> jax.Array:
-    """A (devices,) array sharded over the candidate axis, this process's value on its devices."""
+    """Build a (devices,) array sharded over the candidate axis, with this process's value
+    on each of its devices."""
     sharding = NamedSharding(mesh, PartitionSpec(CANDIDATE_AXIS))
     local_value = np.asarray(local_value)
     return jax.make_array_from_callback(
@@ -105,8 +106,10 @@ def broadcast_bytes(payload: bytes | None) -> bytes | None:
     if jax.process_count() == 1:
         return payload
     is_source = jax.process_index() == 0
-    length = np.asarray([-1 if payload is None else len(payload)] if is_source else [0], dtype=np.int32)
-    length = int(multihost_utils.broadcast_one_to_all(length)[0])
+    local_length = 0
+    if is_source:
+        local_length = -1 if payload is None else len(payload)
+    length = int(multihost_utils.broadcast_one_to_all(np.asarray([local_length], dtype=np.int32))[0])
     if length < 0:
         return None
     if is_source:
