@@ -55,7 +55,8 @@ class ArchitectureSearchEngine:
         spec: a loaded Spec (from `load_spec`), a ParsedSpec, Requirements, or a path.
         budget: maximum number of candidates to evaluate.
         strategy: "random", "evolution" or "exhaustive".
-        seed: seed of every random choice; the same seed gives the same result.
+        seed: seed of every random choice; the same seed gives the same result. Default:
+            the spec's reproducibility seed (42 when the spec gives none).
         objectives: objective names or synonyms; default params, latency, performance.
         generations, population_size: evolution settings (see `metagen_jax.strategies.evolution`).
         device: device profile name overriding the spec's device.
@@ -73,7 +74,7 @@ class ArchitectureSearchEngine:
         >>> best = result.top_k(1)[0]
     """
 
-    def __init__(self, spec: Any, budget: int = 10, strategy: str = "random", seed: int = 42, *,
+    def __init__(self, spec: Any, budget: int = 10, strategy: str = "random", seed: int | None = None, *,
                  objectives: str | list[str] | tuple[str, ...] | None = None,
                  generations: int | None = None, population_size: int | None = None,
                  device: str | None = None, history_dir: str | os.PathLike[str] | None = None,
@@ -99,7 +100,7 @@ class ArchitectureSearchEngine:
             raise SearchError(str(error.args[0]) if error.args else str(error)) from None
         self.budget = int(budget)
         self.strategy = strategy
-        self.seed = int(seed)
+        self.seed = int(self.requirements.seed if seed is None else seed)
         self.generations = generations
         self.population_size = population_size
         self.history_dir = Path(history_dir) if history_dir is not None else None

@@ -162,5 +162,5 @@ def resolve_device(name: str) -> DeviceProfile:
         if candidate in ALIASES:
             return PROFILES[ALIASES[candidate]]
     close = difflib.get_close_matches(key, known_device_names(), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = f"; did you mean {', '.join(close)}?" if close else "."
     raise KeyError(f"unknown device {name!r}{hint} Known devices: {', '.join(known_device_names())}")

@@ -124,7 +124,8 @@ def desirability_score(objectives: np.ndarray, reference_mask: np.ndarray) -> np
     feasible ones, or all when none is feasible) with log10 scaling, because parameters,
     latency and memory span orders of magnitude. The score is 1 minus the mean normalised
     value, so equal weight goes to every objective. Values outside the reference range
-    are clipped. A column that is constant over the reference set scores 0 for everyone.
+    are clipped. A column that is constant over the reference set offers no trade-off and
+    counts as best for everyone, so a lone feasible candidate scores 1.
     """
     objectives = np.asarray(objectives, dtype=np.float64)
     if objectives.shape[0] == 0:
@@ -138,6 +139,6 @@ def desirability_score(objectives: np.ndarray, reference_mask: np.ndarray) -> np
     low, high = ref_scaled.min(axis=0), ref_scaled.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
     normalised = np.clip((scaled - low) / span, 0.0, 1.0)
-    normalised = np.where(high > low, normalised, 1.0)
+    normalised = np.where(high > low, normalised, 0.0)
     normalised = np.where(np.isfinite(normalised), normalised, 1.0)
     return 1.0 - normalised.mean(axis=1)

@@ -110,14 +110,32 @@ def build_problem(requirements: Requirements, objectives: tuple[str, ...],
     return Problem(requirements, SearchSpace.from_bounds(bounds), cost_model, constraints, objectives)
 
 
+# Conversions of non-token training data to tokens, estimates for the scaling law only.
+# About 4 bytes of English text per BPE token (the GPT-2/Llama tokenizers average 3.5-4.5).
+BYTES_PER_TOKEN = 4.0
+# Whisper's encoder sees 50 frames per second of audio (1,500 frames per 30 s window).
+AUDIO_FRAMES_PER_SECOND = 50.0
+WORDS_TO_TOKENS = 1.3
+
+
 def training_tokens_of(requirements: Requirements, sequence_length: int) -> float | None:
-    """Training data in tokens: samples of non-token data count as one sequence each."""
+    """Training data in tokens, the D of the scaling law.
+
+    Tokens and frames count as they are, bytes at 4 per token, words at 1.3 tokens each,
+    hours of audio at 50 frames per second, and every other unit (images, samples,
+    documents, clips...) as one full sequence of `sequence_length` tokens each. All but
+    the first are estimates.
+    """
     amount = requirements.training_tokens
     if amount is None:
         return None
     unit = (requirements.training_data_unit or "tokens").lower()
-    if unit.startswith("token"):
+    if unit in ("tokens", "frames"):
         return float(amount)
+    if unit == "bytes":
+        return float(amount) / BYTES_PER_TOKEN
+    if unit == "words":
+        return float(amount) * WORDS_TO_TOKENS
+    if unit == "hours":
+        return float(amount) * 3600.0 * AUDIO_FRAMES_PER_SECOND
     return float(amount) * sequence_length
-
-

@@ -4,7 +4,7 @@ A genome is a row of int32 genes and a population an int32 array of shape (P, NU
 
     HIDDEN        hidden_size, a multiple of 64
     LAYERS        num_layers
-    HEADS         num_heads, a divisor of hidden_size
+    HEADS         num_heads, a divisor of hidden_size with a head size of 32 to 256
     KV_HEADS      num_kv_heads (grouped-query attention), a divisor of num_heads
     FFN_QUARTERS  4 * ffn_multiplier, so the multiplier moves in quarter steps
 
@@ -47,6 +47,12 @@ class GeneBounds:
     ffn_quarters_min: int = 8
     ffn_quarters_max: int = 32
     attention: bool = True
+    # Head size limits: published models use 64 to 256 (GPT-2, BERT and ViT 64, Llama 128,
+    # Gemma 256), and attention kernels want a multiple of 8. Smaller heads would make the KV
+    # cache look cheap while the loss model cannot see their cost in quality.
+    head_dim_min: int = 32
+    head_dim_max: int = 256
+    head_dim_multiple: int = 8
 
     def __post_init__(self) -> None:
         if self.hidden_min % HIDDEN_STEP or self.hidden_max % HIDDEN_STEP:
@@ -74,6 +80,9 @@ def attention_layouts(bounds: GeneBounds) -> np.ndarray:
             continue
         for heads in range(bounds.heads_min, min(bounds.heads_max, hidden) + 1):
             if hidden % heads:
+                continue
+            head_dim = hidden // heads
+            if not bounds.head_dim_min <= head_dim <= bounds.head_dim_max or head_dim % bounds.head_dim_multiple:
                 continue
             rows.extend((hidden, heads, kv) for kv in range(1, heads + 1) if heads % kv == 0)
     if not rows:
@@ -234,20 +243,22 @@ def narrow_bounds(bounds: GeneBounds, cost_model: CostModel, max_params: int | N
     """Drop widths and depths that cannot meet the parameter or memory budget.
 
     A width is dropped when even its smallest model (fewest layers, smallest FFN, one kv
-    head) exceeds the maximum budget or the memory limit, or when its largest model falls
-    short of the minimum budget. The depth range is then cut the same way at the narrowest
-    and widest surviving widths. Bounds are never narrowed to nothing: when no width fits,
+    head of the smallest head size) exceeds the maximum budget or the memory limit, or
+    when its largest model (kv width equal to the width) falls short of the minimum budget.
+    The depth range is then cut the same way at the narrowest and widest surviving widths. Bounds are never narrowed to nothing: when no width fits,
     the smallest width and depth remain, and the search reports every candidate infeasible.
     """
     config = cost_model.config
     widths = np.arange(bounds.hidden_min, bounds.hidden_max + 1, HIDDEN_STEP, dtype=np.int64)
-    heads = np.int64(bounds.heads_min)
 
-    def params(hidden, layers, kv_heads, quarters):
-        return cost_model.exact_params(Dims(hidden, layers, heads, kv_heads, hidden * quarters // 4))
+    # kv width = kv_heads * (hidden // heads). With heads = hidden, kv_heads sets it directly:
+    # the smallest is one head of the smallest head size, the largest is the whole width.
+    def params(hidden, layers, kv_width, quarters):
+        return cost_model.exact_params(Dims(hidden, layers, hidden, kv_width, hidden * quarters // 4))
 
-    smallest = params(widths, np.int64(bounds.layers_min), np.int64(1), np.int64(bounds.ffn_quarters_min))
-    largest = params(widths, np.int64(bounds.layers_max), heads, np.int64(bounds.ffn_quarters_max))
+    smallest_kv = np.int64(bounds.head_dim_min)
+    smallest = params(widths, np.int64(bounds.layers_min), smallest_kv, np.int64(bounds.ffn_quarters_min))
+    largest = params(widths, np.int64(bounds.layers_max), widths, np.int64(bounds.ffn_quarters_max))
     keep = np.ones(len(widths), dtype=bool)
     if max_params is not None:
         keep &= smallest <= max_params
@@ -263,8 +274,8 @@ def narrow_bounds(bounds: GeneBounds, cost_model: CostModel, max_params: int | N
     depths = np.arange(bounds.layers_min, bounds.layers_max + 1, dtype=np.int64)
     narrow = np.full_like(depths, hidden_min)
     wide = np.full_like(depths, hidden_max)
-    smallest_by_depth = params(narrow, depths, np.int64(1), np.int64(bounds.ffn_quarters_min))
-    largest_by_depth = params(wide, depths, heads, np.int64(bounds.ffn_quarters_max))
+    smallest_by_depth = params(narrow, depths, smallest_kv, np.int64(bounds.ffn_quarters_min))
+    largest_by_depth = params(wide, depths, wide, np.int64(bounds.ffn_quarters_max))
     depth_keep = np.ones(len(depths), dtype=bool)
     if max_params is not None:
         depth_keep &= smallest_by_depth <= max_params

@@ -33,7 +33,7 @@ def brute_force_genomes(bounds: GeneBounds) -> list[tuple[int, ...]]:
     rows = []
     for hidden in range(bounds.hidden_min, bounds.hidden_max + 1, 64):
         for heads in range(bounds.heads_min, bounds.heads_max + 1):
-            if hidden % heads:
+            if hidden % heads or not 32 <= hidden // heads <= 256 or (hidden // heads) % 8:
                 continue
             for kv in range(1, heads + 1):
                 if heads % kv:
@@ -63,12 +63,14 @@ def test_genome_index_out_of_range():
 
 
 def test_full_space_size():
-    # 125 widths, 61 depths, 25 FFN steps; heads 4..128 dividing the width, kv dividing heads.
+    # 125 widths, 61 depths, 25 FFN steps; heads 4..128 dividing the width with a head size
+    # of 32..256 in steps of 8, kv dividing heads.
     space = SearchSpace.from_bounds(GeneBounds())
     layouts = 0
     for hidden in range(256, 8193, 64):
         for heads in range(4, 129):
-            if hidden % heads == 0:
+            head_dim = hidden // heads
+            if hidden % heads == 0 and 32 <= head_dim <= 256 and head_dim % 8 == 0:
                 layouts += sum(1 for kv in range(1, heads + 1) if heads % kv == 0)
     assert len(space.layouts) == layouts
     assert space.size == layouts * 61 * 25
@@ -96,12 +98,12 @@ def test_repair_maps_anything_to_valid_and_keeps_valid():
 
 def test_repair_picks_nearest_divisors():
     space = SearchSpace.from_bounds(SMALL)
-    # 448 = 7 * 64, so 7 heads divide it and stay. kv 5 does not divide 7; the divisor 7
-    # (distance 2) beats 1 (distance 4).
+    # 448 = 7 * 64, so 7 heads (head size 64) divide it and stay. kv 5 does not divide 7; the
+    # divisor 7 (distance 2) beats 1 (distance 4).
     repaired = np.asarray(space.repair(np.array([[448, 5, 7, 5, 9]], dtype=np.int32)))[0]
     assert repaired.tolist() == [448, 5, 7, 7, 9]
-    # 500 snaps to 512, whose head divisors near 10 are 8 and 16, so heads become 8. kv 3 lies
-    # between the divisors 2 and 4 of 8; ties go to the smaller one.
+    # 500 snaps to 512, whose allowed head counts near 10 are 8 and 16 (head sizes 64 and 32),
+    # so heads become 8. kv 3 lies between the divisors 2 and 4 of 8; ties go to the smaller.
     repaired = np.asarray(space.repair(np.array([[500, 99, 10, 3, 2]], dtype=np.int32)))[0]
     assert repaired[HIDDEN] == 512
     assert repaired[LAYERS] == 7
@@ -157,5 +159,13 @@ def test_invalid_bounds_rejected(bad):
 def test_sizes_by_itertools_product_small():
     bounds = GeneBounds(hidden_min=256, hidden_max=256, layers_min=4, layers_max=4, heads_min=4,
                         heads_max=4, ffn_quarters_min=8, ffn_quarters_max=8)
-    # 256 with heads 4: kv in {1, 2, 4}.
+    # 256 with 4 heads of 64: kv in {1, 2, 4}.
     assert SearchSpace.from_bounds(bounds).size == len(list(itertools.product([1, 2, 4])))
+
+
+def test_head_size_limits():
+    space = SearchSpace.from_bounds(GeneBounds())
+    head_dims = space.layouts[:, 0] // space.layouts[:, 1]
+    assert head_dims.min() == 32
+    assert head_dims.max() == 256
+    assert (head_dims % 8 == 0).all()

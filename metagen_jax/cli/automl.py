@@ -72,7 +72,6 @@ def automl(
     if prototype_data is not None and not prototype_data.is_file():
         raise fail(f"--prototype-data {prototype_data}: file not found")
     parsed = load_spec_or_fail(spec_path)
-    check_output_folder(out)
     enable_compilation_cache()
     multi_host_options = coordinator_address or num_processes is not None or process_id is not None
     if multi_host_options or strategy.strip().lower() == "exhaustive":
@@ -94,6 +93,11 @@ def automl(
                 device=device, history_dir=None if no_history else history_dir,
                 progress=progress_callback, sweep_dir=out, resume=resume,
             )
+        except SearchError as error:
+            raise fail(str(error)) from None
+        # Only now, with every option valid, may the output folder be created.
+        check_output_folder(out)
+        try:
             started = time.perf_counter()
             result = engine.search()
         except SearchError as error:
@@ -129,8 +133,8 @@ def candidates_table(result, top_k: int) -> Table:
     """Render the top-k candidates as a rich table."""
     trained = any(c.prototype_loss is not None for c in result.candidates)
     table = Table(title=f"Top {top_k} candidates for {result.spec_name} ({result.strategy} search)")
-    for header in ("Rank", "Hidden", "Layers", "Heads", "KV", "FFN x", "Params(B)", "Latency(ms)",
-                   "Memory(GB)", "Loss"):
+    for header in ("Rank", "Hidden", "Layers", "Heads", "KV", "FFN x", "Params", "Latency(ms)",
+                   "Memory", "Loss"):
         table.add_column(header, justify="right")
     if trained:
         table.add_column("Proto loss", justify="right")
@@ -140,8 +144,8 @@ def candidates_table(result, top_k: int) -> Table:
         mark = "*" if candidate.on_pareto_front else ("" if candidate.feasible else "infeasible")
         row = [
             str(rank), str(candidate.hidden_size), str(candidate.num_layers), str(candidate.num_heads),
-            str(candidate.num_kv_heads), f"{candidate.ffn_multiplier:g}", f"{candidate.params_billion:.3f}",
-            f"{candidate.latency_ms:.2f}", f"{candidate.memory_gb:.2f}", f"{candidate.predicted_loss:.4f}",
+            str(candidate.num_kv_heads), f"{candidate.ffn_multiplier:g}", format_count(candidate.params),
+            f"{candidate.latency_ms:.3g}", format_bytes(candidate.memory_gb * 1e9), f"{candidate.predicted_loss:.4f}",
         ]
         if trained:
             row.append("failed" if candidate.prototype_failure else
@@ -149,6 +153,22 @@ def candidates_table(result, top_k: int) -> Table:
         row += [f"{candidate.score:.4f}", mark]
         table.add_row(*row)
     return table
+
+
+def format_count(value: int) -> str:
+    """Write a parameter count with a K, M, B or T suffix and three significant digits."""
+    for divisor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= divisor:
+            return f"{value / divisor:.3g}{suffix}"
+    return str(value)
+
+
+def format_bytes(value: float) -> str:
+    """Write a byte count in decimal GB, MB or KB with three significant digits."""
+    for divisor, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if value >= divisor:
+            return f"{value / divisor:.3g} {suffix}"
+    return f"{value:.0f} B"
 
 
 class _progress_bar:

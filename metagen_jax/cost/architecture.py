@@ -17,6 +17,9 @@ Family = Literal["transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn"]
 InputStem = Literal["tokens", "patches", "features"]
 HeadKind = Literal["lm", "classifier", "embedding", "regression", "none"]
 
+# NOTE: hybrid (attention plus state-space) models are costed as plain transformers: every
+# layer gets an attention block and a KV cache. That overstates their KV cache and
+# long-context decode time; a state-space block model is not written yet.
 ATTENTION_FAMILIES = ("transformer", "diffusion", "hybrid")
 
 # Default vocabulary of text models when the spec fixes none: the 32,000-token SentencePiece
@@ -104,9 +107,17 @@ class ArchitectureConfig:
         return self.family in ATTENTION_FAMILIES
 
 
+NON_GENERATIVE_HINTS = ("class", "embed", "retrieval", "similarity", "regression", "detection",
+                        "segment", "forecast")
+
+
 def _is_generative(requirements: Requirements) -> bool:
+    """Generation tasks, and any task that outputs text (speech recognition, captioning)."""
     task = requirements.task_type.lower().replace("-", "_").replace(" ", "_")
-    return task in GENERATIVE_TASKS or "generat" in task
+    if task in GENERATIVE_TASKS or "generat" in task:
+        return True
+    outputs_text = any(output in ("text", "code") for output in requirements.modality_outputs)
+    return outputs_text and not any(hint in task for hint in NON_GENERATIVE_HINTS)
 
 
 def config_from_requirements(requirements: Requirements) -> ArchitectureConfig:

@@ -35,9 +35,16 @@ from jax import lax
 
 from metagen_jax.pareto._keys import MAX_KEY, float_key, lexsort
 
-# Rank rows kept in `best_f2` before falling back to one row per possible rank. Random
-# data with 20,000 rows and three objectives has about 60 fronts.
-DEFAULT_RANK_CAPACITY = 1024
+# Rank rows of the table. Tables above about 256 KB make XLA's CPU backend split the
+# per-step operations across threads, which costs more than it saves at this size
+# (measured with jax 0.10.2 on a 2-core VM); `make_plan` keeps the table below
+# TABLE_BYTES by widening the strips. Random data with 20,000 rows has about 60 fronts
+# with three objectives and about 280 with two.
+RANK_CAPACITY = 256
+TABLE_BYTES = 256 * 1024
+# Rows per sweep step. The in-group dominance of a step is packed into one uint32 per
+# row, so a step holds at most 32 rows.
+GROUP = 32
 
 
 class SweepPlan(NamedTuple):
@@ -52,26 +59,31 @@ class SweepPlan(NamedTuple):
     rank_capacity: int  # rows of the rank table
 
 
-def make_plan(size: int, rank_capacity: int) -> SweepPlan:
-    """Choose group and strip sizes for `size` rows.
+def make_plan(size: int, rank_capacity: int, table_bytes: int = TABLE_BYTES) -> SweepPlan:
+    """Choose strip sizes for `size` rows and a table of `rank_capacity` rank rows.
 
-    Strips of about sqrt(N) rows balance the strip check (N * strip) against the table
-    update (N * sqrt(N / strip)). The bounds keep the per-row work of both small at the
-    sizes this module is meant for (up to about 10**5 rows).
+    Strips of about sqrt(N) rows balance the strip check (N * strip work) against the
+    table update (N * sqrt(N / strip)); strips grow beyond that while the table would
+    exceed `table_bytes`.
     """
-    strip = min(256, max(32, 1 << max(0, round(math.log2(max(math.sqrt(size), 1.0))) - 1)))
-    group = min(32, max(8, strip // 2))
-    strip_count = max(1, -(-size // strip))
-    block_width = max(1, math.isqrt(strip_count - 1) + 1)
-    blocks = -(-strip_count // block_width)
+    rank_capacity = max(1, min(rank_capacity, size + 1))
+    strip = 1 << max(5, round(math.log2(max(math.sqrt(size), 1.0))))
+    while True:
+        strip_count = max(1, -(-size // strip))
+        block_width = max(1, math.isqrt(strip_count - 1) + 1)
+        blocks = -(-strip_count // block_width)
+        table = rank_capacity * 4 * (blocks * block_width + blocks)
+        if strip >= size or table <= table_bytes:
+            break
+        strip *= 2
     return SweepPlan(
         size=size,
-        group=group,
+        group=min(GROUP, size),
         strip=strip,
         strips=blocks * block_width,
         block_width=block_width,
         blocks=blocks,
-        rank_capacity=max(1, min(rank_capacity, size + 1)),
+        rank_capacity=rank_capacity,
     )
 
 
@@ -100,7 +112,7 @@ def sweep_ranks(
     plan: SweepPlan,
     *,
     front_only: bool = False,
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+) -> jnp.ndarray:
     """Rank the active rows by non-dominated sorting.
 
     Args:
@@ -110,9 +122,10 @@ def sweep_ranks(
         front_only: compute min(rank, 1) only, which needs one rank row in the table.
 
     Returns:
-        ranks: (N,) int32 rank of each active row (0 = first front), 0 for inactive rows.
-        overflow: bool scalar, True when some rank reached `plan.rank_capacity`, in which
-            case the ranks are not reliable and the caller must run a larger plan.
+        (N,) int32 rank of each active row (0 = first front), 0 for inactive rows. Ranks
+        below `plan.rank_capacity` are exact. A row whose rank is at least the capacity
+        gets some value >= the capacity, because the table keeps no row for those ranks;
+        removing the exact rows and ranking the rest again continues the sort.
     """
     size = plan.size
     objectives = jnp.where(active[:, None], objectives, 0.0)
@@ -129,12 +142,12 @@ def sweep_ranks(
     positions = jnp.arange(size, dtype=jnp.int32)
     run_start = lax.associative_scan(jnp.maximum, jnp.where(same_as_previous, 0, positions))
 
-    sweep_ranks_sorted, overflow = _run_sweep(
+    sweep_ranks_sorted = _run_sweep(
         sorted_objectives, representative, sweep_order, strip_order, plan, front_only=front_only
     )
     sweep_ranks_sorted = sweep_ranks_sorted[run_start]
     ranks = jnp.zeros((size,), jnp.int32).at[sweep_order].set(jnp.where(sorted_active, sweep_ranks_sorted, 0))
-    return ranks, overflow
+    return ranks
 
 
 def _run_sweep(
@@ -145,79 +158,83 @@ def _run_sweep(
     plan: SweepPlan,
     *,
     front_only: bool,
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+) -> jnp.ndarray:
     """Visit the rows in sweep order and return their ranks in that order."""
     size, group, strip = plan.size, plan.group, plan.strip
-    width, blocks = plan.block_width, plan.blocks
+    width, blocks, strips = plan.block_width, plan.blocks, plan.strips
     capacity = 1 if front_only else plan.rank_capacity
     steps = -(-size // group)
     padded_size = steps * group
-    strip_rows = plan.strips * strip
+    strip_rows = strips * strip
+    positions = jnp.arange(size, dtype=jnp.int32)
 
     # Sweep position of each row, and each row's place in strip order.
-    sweep_position = jnp.zeros((size,), jnp.int32).at[sweep_order].set(jnp.arange(size, dtype=jnp.int32))
-    strip_position = jnp.zeros((size,), jnp.int32).at[strip_order].set(jnp.arange(size, dtype=jnp.int32))
+    sweep_position = jnp.zeros((size,), jnp.int32).at[sweep_order].set(positions)
+    strip_position = jnp.zeros((size,), jnp.int32).at[strip_order].set(positions)
 
-    # Group data in sweep order, padded with inactive rows.
-    pad = padded_size - size
-    group_objectives = jnp.pad(sorted_objectives, ((0, pad), (0, 0)))
-    group_active = jnp.pad(representative, (0, pad))
-    group_strip_position = jnp.pad(strip_position[sweep_order], (0, pad), constant_values=strip_rows - 1)
+    # Per-step data, shape (steps, group), in sweep order; padding rows are inactive.
+    def by_step(values, fill):
+        return jnp.pad(values, (0, padded_size - size), constant_values=fill).reshape(steps, group)
 
-    # Strip data in strip order: f1, f2 and the sweep position at which the row becomes
-    # processed (never, for rows that do not take part).
-    strip_pad = strip_rows - size
-    strip_active = representative[sweep_position[strip_order]]
+    row_strip_position = strip_position[sweep_order]
+    step_f1 = by_step(sorted_objectives[:, 1], 0.0)
+    step_f2 = by_step(sorted_objectives[:, 2], 0.0)
+    step_live = by_step(representative, False)
+    step_strip = by_step(row_strip_position // strip, 0)
+    # Where the row's rank goes in strip order; rows that do not take part write
+    # out of range, which is dropped.
+    step_target = by_step(jnp.where(representative, row_strip_position, strip_rows), strip_rows)
+
+    # Strip data in strip order: f1, f2, and the sweep position from which the row
+    # counts as processed (never, for rows that do not take part).
+    from_sweep = sweep_position[strip_order]
+    processed_at = jnp.where(representative[from_sweep], from_sweep, padded_size).astype(jnp.float32)
     strip_data = jnp.stack(
         [
-            jnp.pad(sorted_objectives[sweep_position[strip_order], 1], (0, strip_pad)),
-            jnp.pad(sorted_objectives[sweep_position[strip_order], 2], (0, strip_pad)),
-            jnp.pad(
-                jnp.where(strip_active, sweep_position[strip_order], padded_size).astype(jnp.float32),
-                (0, strip_pad),
-                constant_values=float(padded_size),
-            ),
+            jnp.pad(sorted_objectives[from_sweep, 1], (0, strip_rows - size)),
+            jnp.pad(sorted_objectives[from_sweep, 2], (0, strip_rows - size)),
+            jnp.pad(processed_at, (0, strip_rows - size), constant_values=float(padded_size)),
         ]
     )
 
-    fine = jnp.full((capacity, plan.strips), jnp.inf, jnp.float32)  # min f2 over earlier strips of the block
-    coarse = jnp.full((capacity, blocks), jnp.inf, jnp.float32)  # min f2 over earlier blocks
+    # Flat tables: fine[k * strips + s] is the smallest f2 of a processed rank-k row in
+    # an earlier strip of the same block as s; coarse[k * blocks + b] the smallest f2 of
+    # one in a block before b.
+    fine = jnp.full((capacity * strips,), jnp.inf, jnp.float32)
+    coarse = jnp.full((capacity * blocks,), jnp.inf, jnp.float32)
     strip_ranks = jnp.zeros((strip_rows,), jnp.int32)
-    ranks_sorted = jnp.zeros((padded_size,), jnp.int32)
+    step_ranks = jnp.zeros((steps, group), jnp.int32)
 
-    member = jnp.arange(group, dtype=jnp.int32)
+    member = jnp.arange(group, dtype=jnp.uint32)
     earlier_member = member[None, :] < member[:, None]  # [p, j]: j comes before p
+    member_bit = jnp.left_shift(jnp.uint32(1), member)
     in_block = jnp.arange(width, dtype=jnp.int32)
     block_index = jnp.arange(blocks, dtype=jnp.int32)
     page = max(1, math.isqrt(capacity - 1) + 1)  # ranks per page of the two-step search
     pages = -(-capacity // page)
+    page_last = jnp.minimum(jnp.arange(pages, dtype=jnp.int32) * page + page - 1, capacity - 1)
+    in_page = jnp.arange(page, dtype=jnp.int32)
+    limit = 1 if front_only else jnp.iinfo(jnp.int32).max
 
-    def count_dominating_fronts(fine, coarse, strip_index, f2):
-        """Number of ranks k whose best f2 before the row's strip is <= the row's f2."""
-        block = strip_index // width
-
-        def best(k):
-            k = jnp.minimum(k, capacity - 1)
-            return jnp.minimum(coarse[k, block[:, None]], fine[k, strip_index[:, None]])
-
-        # Two-step search over the non-decreasing column: first whole pages, then the
-        # ranks inside the first page that is not entirely <= f2.
-        page_last = jnp.minimum(jnp.arange(pages, dtype=jnp.int32) * page + page - 1, capacity - 1)
-        full_pages = jnp.sum(best(jnp.broadcast_to(page_last, (group, pages))) <= f2[:, None], axis=1)
-        inside = full_pages[:, None] * page + jnp.arange(page, dtype=jnp.int32)[None, :]
-        in_page = jnp.sum((inside < capacity) & (best(inside) <= f2[:, None]), axis=1)
-        return jnp.minimum(full_pages * page + in_page, capacity).astype(jnp.int32)
+    def best_f2(fine, coarse, k, strip_index, block):
+        k = jnp.minimum(k, capacity - 1)
+        return jnp.minimum(coarse[k * blocks + block[:, None]], fine[k * strips + strip_index[:, None]])
 
     def step(index, state):
-        fine, coarse, strip_ranks, ranks_sorted, overflow = state
+        fine, coarse, strip_ranks, step_ranks = state
         start = index * group
-        rows = lax.dynamic_slice(group_objectives, (start, 0), (group, 3))
-        live = lax.dynamic_slice(group_active, (start,), (group,))
-        where = lax.dynamic_slice(group_strip_position, (start,), (group,))
-        strip_index = where // strip
-        f1, f2 = rows[:, 1], rows[:, 2]
+        f1, f2 = step_f1[index], step_f2[index]
+        live = step_live[index]
+        strip_index = step_strip[index]
+        block = strip_index // width
 
-        from_strips = count_dominating_fronts(fine, coarse, strip_index, f2)
+        # Ranks with a dominating row in an earlier strip: a two-step search over the
+        # non-decreasing column, first whole pages, then inside the first page that is
+        # not entirely <= f2.
+        full_pages = jnp.sum(best_f2(fine, coarse, page_last[None, :], strip_index, block) <= f2[:, None], axis=1)
+        inside = full_pages[:, None] * page + in_page[None, :]
+        inside_count = jnp.sum((inside < capacity) & (best_f2(fine, coarse, inside, strip_index, block) <= f2[:, None]), axis=1)
+        from_strips = jnp.minimum(full_pages * page + inside_count, capacity)
 
         # Processed rows of the row's own strip.
         first = strip_index * strip
@@ -225,47 +242,51 @@ def _run_sweep(
         segment_ranks = jax.vmap(lambda s: lax.dynamic_slice(strip_ranks, (s,), (strip,)))(first)
         dominated_by = (segment[:, 2] < start) & (segment[:, 0] <= f1[:, None]) & (segment[:, 1] <= f2[:, None])
         from_own_strip = jnp.max(jnp.where(dominated_by, segment_ranks + 1, 0), axis=1)
-        base = jnp.maximum(from_strips, from_own_strip)
+        base = jnp.minimum(jnp.maximum(from_strips, from_own_strip), limit)
 
-        # Rows of this group: rows[j] dominates rows[p] when j comes first (so f0 is not
-        # larger) and f1, f2 are not larger; distinct rows then differ somewhere.
-        in_group = (
-            earlier_member
-            & live[None, :]
-            & (rows[None, :, 1] <= rows[:, None, 1])
-            & (rows[None, :, 2] <= rows[:, None, 2])
-        )
-        limit = 1 if front_only else jnp.iinfo(jnp.int32).max
-
-        def relax(carry):
-            current, _ = carry
-            updated = jnp.maximum(base, jnp.max(jnp.where(in_group, current[None, :] + 1, 0), axis=1))
-            updated = jnp.minimum(updated, limit)
-            return updated, jnp.any(updated != current)
-
-        rank, _ = lax.while_loop(lambda carry: carry[1], relax, (jnp.minimum(base, limit), jnp.bool_(True)))
+        # Rows of this step: row j dominates row p when j comes first (so f0 is not
+        # larger) and f1, f2 are not larger; distinct rows then differ somewhere. One
+        # uint32 bit mask per row keeps the fixed-point loop's state under 1 KB, so XLA
+        # compiles that loop into a single CPU kernel.
+        in_group = earlier_member & live[None, :] & (f1[None, :] <= f1[:, None]) & (f2[None, :] <= f2[:, None])
+        dominator_bits = jnp.sum(jnp.where(in_group, member_bit[None, :], jnp.uint32(0)), axis=1, dtype=jnp.uint32)
+        rank = _longest_chain(base, dominator_bits, limit)
         rank = jnp.where(live, rank, 0)
 
-        ranks_sorted = lax.dynamic_update_slice(ranks_sorted, rank, (start,))
-        strip_ranks = strip_ranks.at[jnp.where(live, where, strip_rows)].set(rank, mode="drop")
-        overflow = overflow | jnp.any(live & (rank >= capacity))
+        step_ranks = lax.dynamic_update_slice(step_ranks, rank[None, :], (index, 0))
+        strip_ranks = strip_ranks.at[step_target[index]].set(rank, mode="drop")
 
-        # Insert the group into the table: strip s of block b sees a row in an earlier
-        # strip of the same block through `fine`, and a row in an earlier block through
-        # `coarse`.
-        target = jnp.where(live & (rank < capacity), rank, capacity)  # capacity: dropped
-        block = strip_index // width
+        # Insert the rows: strip s of block b sees a row of an earlier strip of block b
+        # through `fine`, and a row of an earlier block through `coarse`.
+        row = jnp.where(live & (rank < capacity), rank, capacity)  # capacity: dropped
         fine_columns = block[:, None] * width + in_block[None, :]
-        fine = fine.at[target[:, None], fine_columns].min(
+        fine = fine.at[row[:, None] * strips + fine_columns].min(
             jnp.where(fine_columns > strip_index[:, None], f2[:, None], jnp.inf), mode="drop"
         )
-        coarse = coarse.at[target].min(
+        coarse = coarse.at[row[:, None] * blocks + block_index[None, :]].min(
             jnp.where(block_index[None, :] > block[:, None], f2[:, None], jnp.inf), mode="drop"
         )
-        return fine, coarse, strip_ranks, ranks_sorted, overflow
+        return fine, coarse, strip_ranks, step_ranks
 
-    state = (fine, coarse, strip_ranks, ranks_sorted, jnp.bool_(False))
-    _, _, _, ranks_sorted, overflow = lax.fori_loop(0, steps, step, state)
-    if front_only:
-        overflow = jnp.bool_(False)
-    return ranks_sorted[:size], overflow
+    state = (fine, coarse, strip_ranks, step_ranks)
+    _, _, _, step_ranks = lax.fori_loop(0, steps, step, state)
+    return step_ranks.reshape(padded_size)[:size]
+
+
+def _longest_chain(base: jnp.ndarray, dominator_bits: jnp.ndarray, limit) -> jnp.ndarray:
+    """Solve rank[p] = max(base[p], 1 + max(rank[j] for bit j of dominator_bits[p])).
+
+    The dominance inside a step is acyclic, so iterating from `base` reaches the fixed
+    point after at most (longest chain + 1) rounds.
+    """
+    members = base.shape[0]
+    bit_set = ((dominator_bits[:, None] >> jnp.arange(members, dtype=jnp.uint32)[None, :]) & 1) == 1
+
+    def relax(carry):
+        current, _ = carry
+        updated = jnp.maximum(base, jnp.max(jnp.where(bit_set, current[None, :] + 1, 0), axis=1))
+        updated = jnp.minimum(updated, limit)
+        return updated, jnp.any(updated != current)
+
+    rank, _ = lax.while_loop(lambda carry: carry[1], relax, (base, jnp.bool_(True)))
+    return rank

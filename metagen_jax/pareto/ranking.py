@@ -15,7 +15,12 @@ from jax import lax
 
 from metagen_jax.pareto._dense import dense_ranks
 from metagen_jax.pareto._keys import MAX_KEY, float_key
-from metagen_jax.pareto._sweep import DEFAULT_RANK_CAPACITY, make_plan, sweep_ranks
+from metagen_jax.pareto._sweep import RANK_CAPACITY, make_plan, sweep_ranks
+
+# Up to this many rows, ranks come from the full dominance matrix: O(N**2) memory and
+# O(N**2) work per front, but it compiles in about a second where the sweep takes
+# several (jax 0.10.2 on CPU).
+DENSE_SIZE = 512
 
 
 def check_objectives(objectives: jnp.ndarray, violation: jnp.ndarray | None = None) -> None:
@@ -45,30 +50,56 @@ def nondominated_ranks(objectives: jnp.ndarray, active: jnp.ndarray, *, front_on
     objectives = objectives.astype(jnp.float32)
     if size == 0:
         return jnp.zeros((0,), jnp.int32)
-
     if count == 1:
         return _single_objective_ranks(objectives[:, 0], active, front_only=front_only)
-
+    if size <= DENSE_SIZE:
+        return _matrix_ranks(objectives, active, front_only=front_only)
     if count > 3:
         return dense_ranks(objectives, active, front_only=front_only)
-
     if count == 2:
         # A constant third column changes no dominance relation.
         objectives = jnp.pad(objectives, ((0, 0), (0, 1)))
 
-    ranks, overflow = sweep_ranks(objectives, active, make_plan(size, DEFAULT_RANK_CAPACITY), front_only=front_only)
-    if front_only or size + 1 <= DEFAULT_RANK_CAPACITY:
-        return ranks
+    plan = make_plan(size, RANK_CAPACITY)
+    if front_only:
+        return sweep_ranks(objectives, active, plan, front_only=True)
 
-    # More fronts than the table holds: rerun with one table row per possible rank.
-    # NOTE: that table needs about (N + 1) * 2 * N / strip floats, about 30 MB at
-    # N = 20,000; only inputs with more than DEFAULT_RANK_CAPACITY fronts take it.
-    full_plan = make_plan(size, size + 1)
-    return lax.cond(
-        overflow,
-        lambda: sweep_ranks(objectives, active, full_plan)[0],
-        lambda: ranks,
-    )
+    # One sweep ranks the first `capacity` fronts exactly. Rows ranked beyond them are
+    # sorted again on their own, which continues the numbering: the fronts of the rest
+    # are the remaining fronts of the whole set.
+    capacity = plan.rank_capacity
+
+    def another_pass(state):
+        return jnp.any(state[1])
+
+    def sort_rest(state):
+        ranks, remaining, offset = state
+        pass_ranks = sweep_ranks(objectives, remaining, plan)
+        exact = remaining & (pass_ranks < capacity)
+        return jnp.where(exact, offset + pass_ranks, ranks), remaining & ~exact, offset + capacity
+
+    first = sweep_ranks(objectives, active, plan)
+    exact = active & (first < capacity)
+    state = (jnp.where(exact, first, 0), active & ~exact, jnp.int32(capacity))
+    return lax.while_loop(another_pass, sort_rest, state)[0]
+
+
+def _matrix_ranks(objectives: jnp.ndarray, active: jnp.ndarray, *, front_only: bool) -> jnp.ndarray:
+    """Iterate rank[i] = max(1 + rank[j] for j dominating i) over the full dominance matrix."""
+    no_worse = jnp.all(objectives[:, None, :] <= objectives[None, :, :], axis=2)
+    better = jnp.any(objectives[:, None, :] < objectives[None, :, :], axis=2)
+    dominates = no_worse & better & active[:, None] & active[None, :]  # [j, i]: j dominates i
+    if front_only:
+        return jnp.any(dominates, axis=0).astype(jnp.int32)
+
+    def relax(state):
+        ranks, _ = state
+        updated = jnp.max(jnp.where(dominates, ranks[:, None] + 1, 0), axis=0)
+        return updated, jnp.any(updated != ranks)
+
+    # Each round fixes one more front, so this stops after (fronts + 1) rounds.
+    zeros = jnp.zeros(objectives.shape[:1], jnp.int32)
+    return lax.while_loop(lambda state: state[1], relax, (zeros, jnp.bool_(True)))[0]
 
 
 def _single_objective_ranks(values: jnp.ndarray, active: jnp.ndarray, *, front_only: bool) -> jnp.ndarray:
@@ -103,8 +134,9 @@ def constrained_nondominated_rank(objectives: jnp.ndarray, violation: jnp.ndarra
         rows), so equal violations share a rank. Rows with a NaN or infinite objective,
         or a NaN violation, count as infeasible with violation +inf.
 
-    For M <= 3 the work is about O(N * sqrt(N)) and about N / 32 sequential steps; for
-    M >= 4 it is O(N**2 * M) (see `metagen_jax.pareto._dense`).
+    Cost: up to DENSE_SIZE rows, the full dominance matrix. Beyond, for M <= 3, a
+    sweep of about N / 32 sequential steps and O(N * sqrt(N)) work per 256 fronts
+    (see `metagen_jax.pareto._sweep`); for M >= 4, O(N**2 * M) work.
 
     Example:
         >>> import jax.numpy as jnp
