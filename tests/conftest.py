@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The CLI keeps a persistent XLA cache in the user's home; tests that count compilations
+# need every program compiled for real, so the CLI under test runs without it.
+os.environ["METAGEN_JAX_CACHE_DIR"] = "off"
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_SPECS = sorted((REPO / "specs").glob("*.yaml"))

@@ -234,7 +234,8 @@ def test_checkpoint_of_other_spec_rejected(problem, full_run):
 def test_large_genome_numbers_decode_exactly():
     # 3.3 billion genomes: the last genome numbers are above 2^31.
     wide = SearchSpace.from_bounds(GeneBounds(hidden_min=64, hidden_max=16384, layers_min=1, layers_max=1024,
-                                              heads_min=1, heads_max=256, ffn_quarters_min=4, ffn_quarters_max=128))
+                                              heads_min=1, heads_max=256, ffn_quarters_min=4, ffn_quarters_max=128,
+                                              head_dim_min=1, head_dim_multiple=1, head_dim_max=16384))
     assert wide.size > 2**31 + 1000
     start = wide.size - 1000
     layout, offset = split_index(wide, start)
