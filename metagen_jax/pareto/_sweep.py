@@ -3,25 +3,29 @@
 Rows are visited in lexicographic order of (f0, f1, f2), so every row that dominates
 a row comes before it. A row's rank is one more than the largest rank among its
 dominators (its longest chain of dominators), which is the front index of classic
-non-dominated sorting. Rows are processed in groups of `group` consecutive rows and
-a group's dominators are found in three places:
+non-dominated sorting. Only the first copy of identical rows is visited. Rows are
+processed in steps of `group` consecutive rows, and a row's dominators are found in
+three places:
 
-* processed rows in earlier f1 strips: the rows sorted by (f1, sweep position) are cut
-  into strips of `strip` rows. `best_f2[k, s]` stores the smallest f2 of a processed
-  rank-k row in a strip before s. A processed row there dominates the new row exactly
-  when its f2 is not larger, because f0 and f1 are then not larger either. For a fixed
-  strip the column is non-decreasing in k (a rank-(k+1) row is dominated by an earlier
-  rank-k row in the same or an earlier strip), so the fronts that dominate the row are
-  a prefix of the ranks and a search over k finds the count.
-* processed rows in the row's own strip: a direct check of the strip's rows.
-* rows of the same group: a dense check, resolved by iterating
-  rank = max(base, 1 + max rank of in-group dominators) to its fixed point.
+* Processed rows in earlier f1 strips. The rows sorted by (f1, sweep position) are cut
+  into strips of `strip` rows, and a table stores, for each rank k and strip s, the
+  smallest f2 of a processed rank-k row in a strip before s. A processed row there
+  dominates the new row exactly when its f2 is not larger, because f0 and f1 are then
+  not larger either. For a fixed strip this column is non-decreasing in k, because a
+  rank-(k+1) row is dominated by an earlier rank-k row in the same or an earlier
+  strip. So the ranks that dominate the row are a prefix 0..A-1, and a search over k
+  finds A.
+* Processed rows in the row's own strip: a direct check of the strip's rows.
+* Rows of the same step: a dense check, resolved by iterating
+  rank = max(base, 1 + max rank of in-step dominators) to its fixed point.
 
-`best_f2` is stored in two levels (blocks of strips, and strips inside the block), so
-that inserting a row updates O(sqrt(strips)) entries instead of all later strips.
+The table has two levels (blocks of strips, and strips inside a block), so inserting
+a row updates O(sqrt(strips)) entries instead of all later strips. It keeps
+`rank_capacity` ranks. Ranks beyond it are left to a further sweep over the rows not
+yet ranked (see `metagen_jax.pareto.ranking.nondominated_ranks`).
 
-Each group costs O(group * strip + group * sqrt(strips) + group * log(ranks)) work
-and a fixed number of XLA operations, so 20,000 rows run as about 300 loop steps.
+Each step costs O(group * (strip + sqrt(strips) + sqrt(rank_capacity))) work and a
+fixed number of XLA operations, so 20,000 distinct rows take 625 loop steps.
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ from jax import lax
 
 from metagen_jax.pareto._keys import MAX_KEY, float_key, lexsort
 
-# Rank rows of the table. Tables above about 256 KB make XLA's CPU backend split the
-# per-step operations across threads, which costs more than it saves at this size
-# (measured with jax 0.10.2 on a 2-core VM); `make_plan` keeps the table below
-# TABLE_BYTES by widening the strips. Random data with 20,000 rows has about 60 fronts
-# with three objectives and about 280 with two.
+# Ranks kept in the table. Random data with 20,000 rows has about 60 fronts with
+# three objectives and about 280 with two.
+# With tables above about 256 KB, XLA's CPU backend splits the per-step operations
+# across threads, which cost more than they saved at this size (measured with jax
+# 0.10.2 on a 2-core VM). So `make_plan` widens the strips to keep the table below
+# TABLE_BYTES.
 RANK_CAPACITY = 256
 TABLE_BYTES = 256 * 1024
-# Rows per sweep step. The in-group dominance of a step is packed into one uint32 per
-# row, so a step holds at most 32 rows.
+# Rows per sweep step. The in-step dominance is packed into one uint32 per row, so a
+# step contains at most 32 rows.
 GROUP = 32
 
 
@@ -63,8 +68,8 @@ def make_plan(size: int, rank_capacity: int, table_bytes: int = TABLE_BYTES) -> 
     """Choose strip sizes for `size` rows and a table of `rank_capacity` rank rows.
 
     Strips of about sqrt(N) rows balance the strip check (N * strip work) against the
-    table update (N * sqrt(N / strip)); strips grow beyond that while the table would
-    exceed `table_bytes`.
+    table update (N * sqrt(N / strip) work). Strips grow beyond that while the table
+    would exceed `table_bytes`.
     """
     rank_capacity = max(1, min(rank_capacity, size + 1))
     strip = 1 << max(5, round(math.log2(max(math.sqrt(size), 1.0))))
@@ -142,12 +147,32 @@ def sweep_ranks(
     positions = jnp.arange(size, dtype=jnp.int32)
     run_start = lax.associative_scan(jnp.maximum, jnp.where(same_as_previous, 0, positions))
 
-    sweep_ranks_sorted = _run_sweep(
-        sorted_objectives, representative, sweep_order, strip_order, plan, front_only=front_only
+    # Move the representatives to the front of both orders (stable), so the sweep
+    # visits only them: duplicates and inactive rows cost no sweep steps.
+    compact_position = _stable_partition(representative)
+    compact_order = jnp.zeros((size,), jnp.int32).at[compact_position].set(sweep_order)
+    row_is_representative = jnp.zeros((size,), bool).at[sweep_order].set(representative)
+    compact_strip_order = jnp.zeros((size,), jnp.int32).at[_stable_partition(row_is_representative[strip_order])].set(
+        strip_order
     )
-    sweep_ranks_sorted = sweep_ranks_sorted[run_start]
-    ranks = jnp.zeros((size,), jnp.int32).at[sweep_order].set(jnp.where(sorted_active, sweep_ranks_sorted, 0))
-    return ranks
+    compact_ranks = _run_sweep(
+        objectives[compact_order],
+        positions < jnp.sum(representative),
+        compact_order,
+        compact_strip_order,
+        plan,
+        front_only=front_only,
+    )
+
+    sorted_ranks = compact_ranks[compact_position[run_start]]
+    return jnp.zeros((size,), jnp.int32).at[sweep_order].set(jnp.where(sorted_active, sorted_ranks, 0))
+
+
+def _stable_partition(first: jnp.ndarray) -> jnp.ndarray:
+    """Return each element's position after moving the True elements first, keeping order."""
+    before = jnp.cumsum(first) - first
+    after = jnp.sum(first) + jnp.cumsum(~first) - (~first)
+    return jnp.where(first, before, after).astype(jnp.int32)
 
 
 def _run_sweep(
@@ -197,9 +222,9 @@ def _run_sweep(
         ]
     )
 
-    # Flat tables: fine[k * strips + s] is the smallest f2 of a processed rank-k row in
-    # an earlier strip of the same block as s; coarse[k * blocks + b] the smallest f2 of
-    # one in a block before b.
+    # Flat tables. fine[k * strips + s] is the smallest f2 of a processed rank-k row in
+    # an earlier strip of the same block as s. coarse[k * blocks + b] is the smallest f2
+    # of a processed rank-k row in a block before b.
     fine = jnp.full((capacity * strips,), jnp.inf, jnp.float32)
     coarse = jnp.full((capacity * blocks,), jnp.inf, jnp.float32)
     strip_ranks = jnp.zeros((strip_rows,), jnp.int32)
@@ -245,9 +270,8 @@ def _run_sweep(
         base = jnp.minimum(jnp.maximum(from_strips, from_own_strip), limit)
 
         # Rows of this step: row j dominates row p when j comes first (so f0 is not
-        # larger) and f1, f2 are not larger; distinct rows then differ somewhere. One
-        # uint32 bit mask per row keeps the fixed-point loop's state under 1 KB, so XLA
-        # compiles that loop into a single CPU kernel.
+        # larger) and f1, f2 are not larger, because distinct rows then differ somewhere.
+        # The dominators of each row are packed into one uint32 bit mask.
         in_group = earlier_member & live[None, :] & (f1[None, :] <= f1[:, None]) & (f2[None, :] <= f2[:, None])
         dominator_bits = jnp.sum(jnp.where(in_group, member_bit[None, :], jnp.uint32(0)), axis=1, dtype=jnp.uint32)
         rank = _longest_chain(base, dominator_bits, limit)
@@ -256,8 +280,8 @@ def _run_sweep(
         step_ranks = lax.dynamic_update_slice(step_ranks, rank[None, :], (index, 0))
         strip_ranks = strip_ranks.at[step_target[index]].set(rank, mode="drop")
 
-        # Insert the rows: strip s of block b sees a row of an earlier strip of block b
-        # through `fine`, and a row of an earlier block through `coarse`.
+        # Insert the rows: `fine` gets the later strips of the row's block, and `coarse`
+        # the later blocks.
         row = jnp.where(live & (rank < capacity), rank, capacity)  # capacity: dropped
         fine_columns = block[:, None] * width + in_block[None, :]
         fine = fine.at[row[:, None] * strips + fine_columns].min(
@@ -269,7 +293,8 @@ def _run_sweep(
         return fine, coarse, strip_ranks, step_ranks
 
     state = (fine, coarse, strip_ranks, step_ranks)
-    _, _, _, step_ranks = lax.fori_loop(0, steps, step, state)
+    live_steps = (jnp.sum(representative) + group - 1) // group
+    _, _, _, step_ranks = lax.fori_loop(0, live_steps, step, state)
     return step_ranks.reshape(padded_size)[:size]
 
 
