@@ -11,6 +11,7 @@ embedding_dim, causal, and for vision image_size, patch_size, num_channels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ CHOICES = {
 }
 
 
+# Largest size a field may take: far above any published model, and small enough that every
+# exact parameter count stays inside int64.
+MAX_FIELD_VALUE = 2**24
+
+
 class ArchitectureFileError(ValueError):
     """An architecture file that cannot be read; the message names the file and field."""
 
@@ -63,15 +69,17 @@ def _field(data: dict[str, Any], path: Path, key: str, kind: type, default: Any 
             raise ArchitectureFileError(f"{path}: {key}: expected true or false, got {value!r}")
         return value
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ArchitectureFileError(f"{path}: {key}: expected a whole number, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or abs(value) > MAX_FIELD_VALUE or int(value) != value):
+            raise ArchitectureFileError(
+                f"{path}: {key}: expected a whole number up to {MAX_FIELD_VALUE:,}, got {value!r}")
         value = int(value)
         if minimum is not None and value < minimum:
             raise ArchitectureFileError(f"{path}: {key}: expected at least {minimum}, got {value}")
         return value
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ArchitectureFileError(f"{path}: {key}: expected a positive number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_FIELD_VALUE:
+            raise ArchitectureFileError(f"{path}: {key}: expected a positive number up to {MAX_FIELD_VALUE:,}, got {value!r}")
         return float(value)
     text = str(value).strip().lower()
     if key in CHOICES and text not in CHOICES[key]:
@@ -98,6 +106,9 @@ def read_architecture_file(path: Path, requirements: Requirements | None = None)
         raise ArchitectureFileError(f"{path}: cannot read ({error})") from None
     try:
         data = yaml.safe_load(text)
+    except (RecursionError, ValueError) as error:
+        # PyYAML raises these for very deep nesting and for integers of over 4,300 digits.
+        raise ArchitectureFileError(f"{path}: invalid YAML ({type(error).__name__})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

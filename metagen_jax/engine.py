@@ -48,6 +48,18 @@ def requirements_of(spec: Any) -> tuple[Requirements, list[str]]:
     return resolve_requirements(spec), []
 
 
+# Sizes the cost model turns into int32 constants inside jitted code.
+MAX_MODEL_SIZE = 2**30
+
+
+def _check_sizes(requirements: Requirements) -> None:
+    for name in ("context_tokens", "vocab_size", "image_size", "patch_size", "num_channels", "num_classes",
+                 "embedding_dim", "num_outputs"):
+        value = getattr(requirements, name)
+        if value is not None and value > MAX_MODEL_SIZE:
+            raise SearchError(f"{name} of {value:,} is larger than the cost model supports ({MAX_MODEL_SIZE:,})")
+
+
 class ArchitectureSearchEngine:
     """Search the architecture space of a spec for Pareto-optimal candidates.
 
@@ -92,7 +104,11 @@ class ArchitectureSearchEngine:
             self.objectives = parse_objectives(objectives)
         except ValueError as error:
             raise SearchError(str(error)) from None
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or not 0 <= seed < 2**32):
+            raise SearchError(f"seed must be an integer from 0 to 4294967295, got {seed!r}")
         self.requirements, self.warnings = requirements_of(spec)
+        _check_sizes(self.requirements)
         self.raw_spec = getattr(spec, "raw", None) if not isinstance(spec, tuple) else None
         try:
             self.problem: Problem = build_problem(self.requirements, self.objectives, device)

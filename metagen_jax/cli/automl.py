@@ -71,8 +71,9 @@ def automl(
         raise fail(f"--prototype-candidates must be at least 1, got {prototype_candidates}")
     if prototype_data is not None and not prototype_data.is_file():
         raise fail(f"--prototype-data {prototype_data}: file not found")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise fail(f"--seed must be from 0 to 4294967295, got {seed}")
     parsed = load_spec_or_fail(spec_path)
-    enable_compilation_cache()
     multi_host_options = coordinator_address or num_processes is not None or process_id is not None
     if multi_host_options or strategy.strip().lower() == "exhaustive":
         # With no options this joins a cluster only when JAX's cluster environment is set.
@@ -82,6 +83,8 @@ def automl(
             initialize_distributed(coordinator_address, num_processes, process_id)
         except (ValueError, RuntimeError) as error:
             raise fail(f"--coordinator-address/--num-processes/--process-id: {error}") from None
+    # After joining: jax.distributed.initialize must run before any other JAX call.
+    enable_compilation_cache()
     if seed is None:
         seed = parsed.requirements.seed
 
