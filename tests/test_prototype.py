@@ -85,6 +85,10 @@ def count_compiles():
 
     handler = Handler()
     logger = logging.getLogger("jax")
+    # A CLI test in the same session may have raised the root level to ERROR, which would
+    # drop log_compiles' WARNING records before they reach this handler.
+    previous_level = logger.level
+    logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
     jax.monitoring.register_event_duration_secs_listener(on_event)
     try:
@@ -93,6 +97,7 @@ def count_compiles():
     finally:
         jax.monitoring.unregister_event_duration_listener(on_event)
         logger.removeHandler(handler)
+        logger.setLevel(previous_level)
 
 
 def train(dims=TRAIN_DIMS, **options) -> PrototypeResults:
