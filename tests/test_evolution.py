@@ -503,8 +503,6 @@ def test_plan_run_rejects_bad_settings(arguments, message):
         plan_run(**arguments)
 
 
-@pytest.mark.skip(reason="known bug: run_evolution returns fewer genomes than the scan evaluated "
-                         "(1,010 of 1,917 here); the engine ranks only the returned ones")
 def test_run_evolution_returns_every_distinct_genome(problem, long_run):
     _, history = long_run
     # Same key, population and generations as `long_run`, and one block of 30 as in
