@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 
 def machine_description() -> str:
-    """One line naming the CPU, core count, Python and JAX versions and devices."""
+    """Return one line naming the CPU, core count, Python and JAX versions and devices."""
     import jax
 
     cpu = platform.processor() or platform.machine()

@@ -2,7 +2,7 @@
 
 The floor is a jitted function that reads the same (N, 5) int32 genomes and writes the
 same number of float32 arrays as the cost model, with one add per element, so it measures
-only memory traffic. The ratio says how far the cost model is from that floor.
+only memory traffic. The ratio shows how far the cost model is from that floor.
 
     python benches/cost_model.py [--sizes 1000000 10000000] [--repeats 5]
 """

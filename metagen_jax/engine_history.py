@@ -1,7 +1,7 @@
 """Search history around a search: warm-start genomes before it, a record after it.
 
-History never fails a search: an unusable database turns it off with a warning (see
-`SearchHistory.open`), and a failed write is reported as a warning.
+An unusable database turns history off with a warning (see `SearchHistory.open`), and a
+failed write is reported as a warning, so neither fails the search.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class SearchSpace:
         return len(self.layouts) * self.num_depths * self.num_ffn_steps
 
     def fingerprint(self) -> str:
-        """A short string that identifies the space, for checkpoints and caches."""
+        """Return a short string that identifies the space, for checkpoints and caches."""
         b = self.bounds
         return (f"h{b.hidden_min}-{b.hidden_max}:l{b.layers_min}-{b.layers_max}:"
                 f"a{b.heads_min}-{b.heads_max}:f{b.ffn_quarters_min}-{b.ffn_quarters_max}:"

@@ -164,4 +164,6 @@ def test_device_aliases_and_unknown_device():
         resolve_device("h10")
     for profile in PROFILES.values():
         assert profile.source
-        assert profile.peak_flops > 0 and profile.memory_bandwidth > 0 and profile.memory_capacity > 0
+        assert profile.peak_flops > 0
+        assert profile.memory_bandwidth > 0
+        assert profile.memory_capacity > 0

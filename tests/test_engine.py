@@ -139,7 +139,9 @@ def test_result_api(tmp_path):
     assert len(top) == 3
     for candidate in top:
         assert candidate.params_billion == pytest.approx(candidate.params / 1e9)
-        assert candidate.latency_ms > 0 and candidate.memory_gb > 0 and candidate.predicted_loss > 0
+        assert candidate.latency_ms > 0
+        assert candidate.memory_gb > 0
+        assert candidate.predicted_loss > 0
     saved = result.save(tmp_path / "out" / "results.json")
     data = json.loads(saved.read_text())
     assert data["spec_name"] == "vit_image_classifier"

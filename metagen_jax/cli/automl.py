@@ -144,7 +144,12 @@ def candidates_table(result, top_k: int) -> Table:
     table.add_column("Score", justify="right")
     table.add_column("Pareto", justify="center")
     for rank, candidate in enumerate(result.top_k(top_k), start=1):
-        mark = "*" if candidate.on_pareto_front else ("" if candidate.feasible else "infeasible")
+        if candidate.on_pareto_front:
+            mark = "*"
+        elif candidate.feasible:
+            mark = ""
+        else:
+            mark = "infeasible"
         row = [
             str(rank), str(candidate.hidden_size), str(candidate.num_layers), str(candidate.num_heads),
             str(candidate.num_kv_heads), f"{candidate.ffn_multiplier:g}", format_count(candidate.params),

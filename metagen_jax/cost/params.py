@@ -16,7 +16,7 @@ def exact_quotient(numerator, denominator):
 
     Float floor division costs several extra operations per element under XLA, and the
     quotients here (head size from width and heads) are whole because the search space
-    only holds head counts that divide the width.
+    only contains head counts that divide the width.
     """
     is_float = isinstance(numerator, float) or getattr(getattr(numerator, "dtype", None), "kind", "") == "f"
     return numerator / denominator if is_float else numerator // denominator
