@@ -6,6 +6,14 @@ vocab_size, tie_embeddings, norm (layernorm or rmsnorm), bias, position (learned
 none), max_position_embeddings, context_length, type_vocab_size, embedding_norm,
 final_norm, pooler, task (lm, classifier, embedding, regression), num_classes,
 embedding_dim, causal, and for vision image_size, patch_size, num_channels.
+
+family accepts the spec's family names and aliases (gpt, bert, vit, resnet, ...), except
+state-space names such as mamba: the cost model has no state-space block to price them.
+
+The context (sequence length) that the model is costed at comes from the first of these
+that is given: the `context_length` argument (`metagen estimate --context-length`), the
+file's context_length, the patch count plus one for a file with image_size, the spec's
+context window, the file's max_position_embeddings, and 2048 tokens.
 """
 
 from __future__ import annotations
@@ -15,8 +23,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from metagen_jax.cost.architecture import (
     BYTES_PER_WEIGHT,
     DEFAULT_TEXT_VOCAB,
@@ -24,7 +30,10 @@ from metagen_jax.cost.architecture import (
     Dims,
     config_from_requirements,
 )
-from metagen_jax.specs.requirements import Requirements
+from metagen_jax.specs.errors import SpecError, describe_value
+from metagen_jax.specs.files import MAX_SPEC_BYTES, read_text_file
+from metagen_jax.specs.requirements import Requirements, canonical_family, is_state_space_family
+from metagen_jax.specs.safe_yaml import load_yaml
 
 KNOWN_FIELDS = {
     "name", "family", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_hidden_size",
@@ -38,10 +47,15 @@ CHOICES = {
     "norm": ("layernorm", "rmsnorm"),
     "position": ("learned", "rotary", "none"),
     "task": ("lm", "classifier", "embedding", "regression", "none"),
-    "family": ("transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn"),
     "weight_dtype": tuple(BYTES_PER_WEIGHT),
 }
 
+
+FAMILIES = ("transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn")
+_SUPPORTED_FAMILIES = (
+    f"Supported families: {', '.join(FAMILIES)} (hybrid is costed as a transformer with "
+    "attention in every layer), or an alias such as gpt, bert, vit or resnet"
+)
 
 # Largest size a field may take: far above any published model, and small enough that every
 # exact parameter count stays inside int64.
@@ -66,53 +80,70 @@ def _field(data: dict[str, Any], path: Path, key: str, kind: type, default: Any 
         return None
     if kind is bool:
         if not isinstance(value, bool):
-            raise ArchitectureFileError(f"{path}: {key}: expected true or false, got {value!r}")
+            raise ArchitectureFileError(f"{path}: {key}: expected true or false, got {describe_value(value)}")
         return value
     if kind is int:
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        # Finiteness is checked on floats only: math.isfinite raises OverflowError for an
+        # int too large for a float.
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value))
                 or abs(value) > MAX_FIELD_VALUE or int(value) != value):
             raise ArchitectureFileError(
-                f"{path}: {key}: expected a whole number up to {MAX_FIELD_VALUE:,}, got {value!r}")
+                f"{path}: {key}: expected a whole number up to {MAX_FIELD_VALUE:,}, got {describe_value(value)}")
         value = int(value)
         if minimum is not None and value < minimum:
             raise ArchitectureFileError(f"{path}: {key}: expected at least {minimum}, got {value}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_FIELD_VALUE:
-            raise ArchitectureFileError(f"{path}: {key}: expected a positive number up to {MAX_FIELD_VALUE:,}, got {value!r}")
+            raise ArchitectureFileError(
+                f"{path}: {key}: expected a positive number up to {MAX_FIELD_VALUE:,}, got {describe_value(value)}")
         return float(value)
     text = str(value).strip().lower()
     if key in CHOICES and text not in CHOICES[key]:
-        raise ArchitectureFileError(f"{path}: {key}: expected one of {', '.join(CHOICES[key])}, got {value!r}")
+        raise ArchitectureFileError(
+            f"{path}: {key}: expected one of {', '.join(CHOICES[key])}, got {describe_value(value)}")
     return text
 
 
-def read_architecture_file(path: Path, requirements: Requirements | None = None) -> ArchitectureFile:
+def _family_field(data: dict[str, Any], path: Path) -> str | None:
+    value = data.get("family")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ArchitectureFileError(
+            f"{path}: family: expected a string, got {describe_value(value)}. {_SUPPORTED_FAMILIES}.")
+    if is_state_space_family(value):
+        raise ArchitectureFileError(
+            f"{path}: family: {describe_value(value)} cannot be costed, because the cost model has no "
+            f"state-space (Mamba) block. {_SUPPORTED_FAMILIES}.")
+    family = canonical_family(value)
+    if family is None:
+        raise ArchitectureFileError(
+            f"{path}: family: unknown family {describe_value(value)}. {_SUPPORTED_FAMILIES}.")
+    return family
+
+
+def read_architecture_file(path: Path, requirements: Requirements | None = None, *,
+                           context_length: int | None = None) -> ArchitectureFile:
     """Parse and check an architecture file.
 
     Fields the file leaves out come from the spec's defaults when `requirements` is given
     (context window, vocabulary, task head, precision), else from a Llama-style decoder.
+    `context_length`, when given, overrides every other source of the context (see the
+    module docstring for the order).
 
     Raises:
         ArchitectureFileError: missing file, broken YAML, or an invalid field.
+        ValueError: `context_length` is below 1 or above MAX_FIELD_VALUE.
     """
+    if context_length is not None and not 1 <= context_length <= MAX_FIELD_VALUE:
+        raise ValueError(f"context_length must be from 1 to {MAX_FIELD_VALUE:,}, got {context_length}")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ArchitectureFileError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ArchitectureFileError(f"{path}: is a directory, expected a YAML file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ArchitectureFileError(f"{path}: cannot read ({error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except (RecursionError, ValueError) as error:
-        # PyYAML raises these for very deep nesting and for integers of over 4,300 digits.
-        raise ArchitectureFileError(f"{path}: invalid YAML ({type(error).__name__})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ArchitectureFileError(f"{path}:{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+        text = read_text_file(str(path), label="architecture file", max_bytes=MAX_SPEC_BYTES)
+        data, _ = load_yaml(text, str(path))
+    except SpecError as error:
+        raise ArchitectureFileError(str(error)) from None
     if not isinstance(data, dict):
         raise ArchitectureFileError(f"{path}: expected a mapping of architecture fields, got {type(data).__name__}")
 
@@ -133,16 +164,17 @@ def read_architecture_file(path: Path, requirements: Requirements | None = None)
 
     base = config_from_requirements(requirements) if requirements is not None else ArchitectureConfig(
         vocab_size=DEFAULT_TEXT_VOCAB, head_outputs=DEFAULT_TEXT_VOCAB)
-    config = _config_from_fields(data, path, base, spec_given=requirements is not None)
+    config = _config_from_fields(data, path, base, spec_given=requirements is not None,
+                                 context_length=context_length)
     unknown = tuple(sorted(str(key) for key in data if key not in KNOWN_FIELDS))
     dims = Dims(hidden, layers, heads, kv_heads, ffn_hidden)
     return ArchitectureFile(str(data.get("name") or path.stem), dims, config, unknown)
 
 
 def _config_from_fields(data: dict[str, Any], path: Path, base: ArchitectureConfig,
-                        spec_given: bool) -> ArchitectureConfig:
+                        spec_given: bool, context_length: int | None) -> ArchitectureConfig:
     changes: dict[str, Any] = {}
-    family = _field(data, path, "family", str)
+    family = _family_field(data, path)
     if family is not None:
         changes["family"] = family
     for key, attribute, kind in (
@@ -186,7 +218,9 @@ def _config_from_fields(data: dict[str, Any], path: Path, base: ArchitectureConf
     positions = _field(data, path, "max_position_embeddings", int, minimum=1)
     if positions is not None:
         changes["max_positions"] = positions
-    if context is not None:
+    if context_length is not None:
+        changes["sequence_length"] = context_length
+    elif context is not None:
         changes["sequence_length"] = context
     elif positions is not None and "sequence_length" not in changes and not spec_given:
         # Without a spec, the model's own position limit is the context it is costed at.

@@ -76,6 +76,10 @@ class ArchitectureSearchEngine:
         progress: optional callback for progress bars.
         sweep_dir: folder of the exhaustive sweep's checkpoint (default "outputs").
         resume: continue an exhaustive sweep from the checkpoint in `sweep_dir`.
+        chunk_size: genomes per exhaustive-sweep step over all devices (default: 2^20 per
+            CPU device, 2^23 per accelerator). Larger chunks use more memory per step.
+        checkpoint_every: exhaustive sweep: save a checkpoint every this many chunks
+            (default 8) and at the end.
 
     The search budget caps the cost-model evaluations of random search and evolution. An
     exhaustive sweep evaluates every genome of the space whatever the budget.
@@ -91,13 +95,17 @@ class ArchitectureSearchEngine:
                  generations: int | None = None, population_size: int | None = None,
                  device: str | None = None, history_dir: str | os.PathLike[str] | None = None,
                  max_reported: int = MAX_REPORTED, progress: ProgressCallback | None = None,
-                 sweep_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> None:
+                 sweep_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                 chunk_size: int | None = None, checkpoint_every: int | None = None) -> None:
         if not isinstance(budget, (int, np.integer)) or budget < 1:
             raise SearchError(f"search budget must be an integer of at least 1, got {budget!r}")
         strategy = str(strategy).strip().lower()
         if strategy not in STRATEGIES:
             raise SearchError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
-        for name, value in (("generations", generations), ("population_size", population_size)):
+        for name, value in (("generations", generations), ("population_size", population_size),
+                            ("chunk_size", chunk_size), ("checkpoint_every", checkpoint_every)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise SearchError(f"{name} must be an integer, got {value!r}")
             if value is not None and value < 1:
                 raise SearchError(f"{name} must be at least 1, got {value}")
         try:
@@ -113,7 +121,8 @@ class ArchitectureSearchEngine:
         try:
             self.problem: Problem = build_problem(self.requirements, self.objectives, device)
         except KeyError as error:
-            raise SearchError(str(error.args[0]) if error.args else str(error)) from None
+            message = str(error.args[0]) if error.args else str(error)
+            raise SearchError(f"device {device!r}: {message}" if device is not None else message) from None
         self.budget = int(budget)
         self.strategy = strategy
         self.seed = int(self.requirements.seed if seed is None else seed)
@@ -124,6 +133,8 @@ class ArchitectureSearchEngine:
         self.progress = progress
         self.sweep_dir = Path(sweep_dir) if sweep_dir is not None else Path("outputs")
         self.resume = resume
+        self.chunk_size = chunk_size
+        self.checkpoint_every = checkpoint_every
         self.interrupted = False
         self.exit_code = 0
         self.is_writer = True
@@ -236,8 +247,11 @@ class ArchitectureSearchEngine:
 
         source = self.raw_spec if self.raw_spec is not None else dataclasses.asdict(self.requirements)
         try:
+            sizes = {"chunk_size": self.chunk_size}
+            if self.checkpoint_every is not None:
+                sizes["checkpoint_every"] = self.checkpoint_every
             outcome = run_exhaustive(self.problem, out_dir=self.sweep_dir, resume=self.resume,
-                                     progress=self.progress, spec_hash=spec_hash(source))
+                                     progress=self.progress, spec_hash=spec_hash(source), **sizes)
         except ValueError as error:
             raise SearchError(str(error)) from None
         self.interrupted = bool(outcome.interrupted)

@@ -1,7 +1,8 @@
 """Search history around a search: warm-start genomes before it, a record after it.
 
-An unusable database turns history off with a warning (see `SearchHistory.open`), and a
-failed write is reported as a warning, so neither fails the search.
+An unusable database turns history off with a warning (see `SearchHistory.open`), a corrupt
+run is skipped with a warning, and a failed write is reported as a warning, so none of them
+fails the search.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from metagen_jax.specs.requirements import Requirements
 logger = logging.getLogger(__name__)
 
 # Share of a search's evaluations that may come from earlier runs' fronts.
+# Evolution places at most a fifth of its initial population from them (SEED_SHARE in
+# strategies/evolution.py); benches/warm_start.py measures the effect.
 WARM_START_SHARE = 0.25
 
 
@@ -31,6 +34,8 @@ class HistorySession:
     history: Any
     features: Any
     spec_hash: str
+    # The search's warning list, which also receives the warm start's warnings.
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def open(cls, directory: Path, requirements: Requirements, raw_spec: dict[str, Any] | None,
@@ -41,7 +46,7 @@ class HistorySession:
         if history is None:
             return None
         source = raw_spec if raw_spec is not None else dataclasses.asdict(requirements)
-        return cls(history, spec_features(requirements), spec_hash(source))
+        return cls(history, spec_features(requirements), spec_hash(source), warnings)
 
     def warm_start(self, space: SearchSpace, budget: int, strategy: str, seed: int) -> tuple[np.ndarray, list[int]]:
         """Repair the nearest earlier runs' fronts into `space`; at most a quarter of the budget.
@@ -57,7 +62,8 @@ class HistorySession:
         repair = jax.jit(space.repair)
         source = _OtherSearches(self.history, (self.spec_hash, strategy, seed))
         start = warm_start_genomes(source, self.features, count,
-                                   lambda genomes: np.asarray(repair(np.asarray(genomes, dtype=np.int32))))
+                                   lambda genomes: np.asarray(repair(np.asarray(genomes, dtype=np.int32))),
+                                   on_warning=lambda message: self.warnings.append(f"history: {message}"))
         if len(start.genomes):
             logger.info("warm start: %d genomes from runs %s", len(start.genomes), start.source_run_ids)
         return np.asarray(start.genomes, dtype=np.int32), list(start.source_run_ids)

@@ -139,6 +139,10 @@ ALIASES: dict[str, str] = {
 }
 
 
+# The MSL device classes among the aliases, for messages that list what a spec may write.
+DEVICE_CLASSES = ("consumer_gpu", "datacenter_gpu", "gpu", "edge", "mobile", "cpu", "tpu")
+
+
 def _normalise(name: str) -> str:
     return name.strip().lower().replace(" ", "_")
 
@@ -161,6 +165,11 @@ def resolve_device(name: str) -> DeviceProfile:
             return PROFILES[candidate]
         if candidate in ALIASES:
             return PROFILES[ALIASES[candidate]]
-    close = difflib.get_close_matches(key, known_device_names(), n=3, cutoff=0.5)
+    close = closest_device_names(name)
     hint = f"; did you mean {', '.join(close)}?" if close else "."
     raise KeyError(f"unknown device {name!r}{hint} Known devices: {', '.join(known_device_names())}")
+
+
+def closest_device_names(name: str, count: int = 3) -> list[str]:
+    """Return up to `count` accepted device names closest in spelling to `name`, best first."""
+    return difflib.get_close_matches(_normalise(name), known_device_names(), n=count, cutoff=0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -51,6 +52,46 @@ def test_automl_same_seed_same_file(tmp_path):
     assert outputs[0]["objectives"] == ["params", "latency", "performance", "memory"]
 
 
+def _front_by_pairwise_check(spec_path: Path) -> set[tuple[int, ...]]:
+    """Genomes of the feasible Pareto front of a whole space, by plain NumPy pairwise checks."""
+    from metagen_jax.objectives import DEFAULT_OBJECTIVES
+    from metagen_jax.problem import build_problem
+    from metagen_jax.specs import parse_spec
+
+    problem = build_problem(parse_spec(spec_path).requirements, DEFAULT_OBJECTIVES)
+    genomes = problem.space.genomes_at(np.arange(problem.space.size))
+    evaluation = problem.evaluate_host(genomes)
+    objectives, violation = np.asarray(evaluation.objectives), np.asarray(evaluation.violation)
+    feasible = np.flatnonzero((violation <= 0) & np.all(np.isfinite(objectives), axis=1))
+    points = objectives[feasible]
+    front = set()
+    for row, point in zip(feasible, points, strict=True):
+        dominated = np.all(points <= point, axis=1) & np.any(points < point, axis=1)
+        if not dominated.any():
+            front.add(tuple(int(g) for g in genomes[row]))
+    return front
+
+
+def test_automl_exhaustive_sweep_and_resume(tmp_path):
+    spec_path = REPO / "specs" / "edge_model.yaml"
+    args = ("automl", spec_path, "-o", tmp_path, "--strategy", "exhaustive", "--chunk-size", "256",
+            "--checkpoint-every", "1", "--no-history")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "automl_results.json").read_text())
+    assert data["sweep"]["evaluated"] == data["summary"]["space_size"] == 1750
+    assert data["sweep"]["partial"] is False
+    found = {(c["hidden_size"], c["num_layers"], c["num_heads"], c["num_kv_heads"], round(c["ffn_multiplier"] * 4))
+             for c in data["pareto_front"]}
+    assert found == _front_by_pairwise_check(spec_path)
+    assert (tmp_path / "exhaustive_checkpoint.npz").exists()
+
+    again = invoke(*args, "--resume")
+    assert again.exit_code == 0, again.output
+    resumed = json.loads((tmp_path / "automl_results.json").read_text())
+    assert resumed["pareto_front"] == data["pareto_front"]
+
+
 def _error_line(result) -> str:
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -64,6 +105,8 @@ def _error_line(result) -> str:
     (["--strategy", "annealing"], "unknown strategy"),
     (["-O", "params,beauty"], "unknown objective"),
     (["--device", "abacus"], "unknown device"),
+    (["--strategy", "exhaustive", "--chunk-size", "0"], "--chunk-size"),
+    (["--strategy", "exhaustive", "--checkpoint-every", "-1"], "--checkpoint-every"),
 ])
 def test_automl_bad_options(tmp_path, args, needle):
     result = invoke("automl", TINY, "-o", tmp_path, "--no-history", *args)

@@ -18,7 +18,7 @@ import pytest
 from exhaustive_worker import SWEEP_SETTINGS, small_problem
 
 from metagen_jax.space import GeneBounds, SearchSpace
-from metagen_jax.strategies.checkpoint import CHECKPOINT_NAME
+from metagen_jax.strategies.checkpoint import CHECKPOINT_NAME, CheckpointError, decode_checkpoint, encode_checkpoint
 from metagen_jax.strategies.exhaustive import (
     CheckpointMismatchError,
     chunk_genomes,
@@ -229,6 +229,47 @@ def test_checkpoint_of_other_spec_rejected(problem, full_run):
     with pytest.raises(CheckpointMismatchError, match="spec_hash"):
         run_exhaustive(problem, out_dir=full_run.checkpoint_path.parent, spec_hash="another-spec", resume=True,
                        **SWEEP_SETTINGS)
+
+
+def _damaged_checkpoint(full_run, folder: Path, damage) -> Path:
+    payload = full_run.checkpoint_path.read_bytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CHECKPOINT_NAME).write_bytes(damage(payload))
+    return folder
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda payload: payload[: len(payload) // 2], id="truncated"),
+    pytest.param(lambda payload: b"", id="empty"),
+    pytest.param(lambda payload: payload[:30], id="header-only"),
+    pytest.param(lambda payload: b"PK\x03\x04" + bytes(200), id="zeroed-zip"),
+])
+def test_damaged_checkpoint_rejected_in_one_line(problem, full_run, tmp_path, damage):
+    folder = _damaged_checkpoint(full_run, tmp_path / "damaged", damage)
+    with pytest.raises(CheckpointError, match="unreadable") as caught:
+        run_exhaustive(problem, out_dir=folder, spec_hash="test-spec", resume=True, **SWEEP_SETTINGS)
+    assert "\n" not in str(caught.value)
+    assert str(folder / CHECKPOINT_NAME) in str(caught.value)
+
+
+def test_checkpoint_with_missing_array_rejected(problem, full_run, tmp_path):
+    header, arrays = decode_checkpoint(full_run.checkpoint_path.read_bytes(), full_run.checkpoint_path)
+    del arrays["front.genomes"]
+    folder = tmp_path / "missing"
+    folder.mkdir()
+    (folder / CHECKPOINT_NAME).write_bytes(encode_checkpoint(header, arrays))
+    with pytest.raises(CheckpointError, match="does not fit this sweep"):
+        run_exhaustive(problem, out_dir=folder, spec_hash="test-spec", resume=True, **SWEEP_SETTINGS)
+
+
+def test_checkpoint_with_wrong_array_shape_rejected(problem, full_run, tmp_path):
+    header, arrays = decode_checkpoint(full_run.checkpoint_path.read_bytes(), full_run.checkpoint_path)
+    arrays["feasible.genomes"] = arrays["feasible.genomes"][:, :3]
+    folder = tmp_path / "shape"
+    folder.mkdir()
+    (folder / CHECKPOINT_NAME).write_bytes(encode_checkpoint(header, arrays))
+    with pytest.raises(CheckpointError, match="feasible.genomes"):
+        run_exhaustive(problem, out_dir=folder, spec_hash="test-spec", resume=True, **SWEEP_SETTINGS)
 
 
 def test_large_genome_numbers_decode_exactly():

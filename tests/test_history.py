@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from metagen_jax.history import (
     DATABASE_NAME,
+    MAX_RUN_ID,
     SCHEMA_VERSION,
+    CorruptRunError,
     HistoryError,
     RunNotFoundError,
     SearchHistory,
@@ -656,10 +658,298 @@ def test_cli_clear_yes(populated: Path) -> None:
     assert remaining == 0
 
 
-def test_cli_list_reports_moved_file(tmp_path: Path) -> None:
-    (tmp_path / DATABASE_NAME).write_text("not a database")
+# Unusable files and corrupt rows
+
+
+def _corrupt(directory: Path, *statements: str) -> None:
+    """Change stored rows behind the store's back, the way a bad tool or disk would."""
+    connection = sqlite3.connect(directory / DATABASE_NAME)
+    for statement in statements:
+        connection.execute(statement)
+    connection.commit()
+    connection.close()
+
+
+def _single_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+# Each case corrupts run 1 of the `populated` history and names the fault that reading it reports.
+CORRUPT_ROWS = {
+    "feature text": ("UPDATE runs SET max_params = 'abc' WHERE run_id = 1", "column max_params contains 'abc'"),
+    "training tokens text": (
+        "UPDATE runs SET training_tokens = 'lots' WHERE run_id = 1",
+        "column training_tokens contains 'lots'",
+    ),
+    "metrics not json": (
+        "UPDATE front_members SET metrics_json = '{not json' WHERE run_id = 1 AND position = 1",
+        "metrics_json of front member 1 is not valid JSON",
+    ),
+    "metrics json array": (
+        "UPDATE front_members SET metrics_json = '[1, 2]' WHERE run_id = 1 AND position = 0",
+        "metrics_json of front member 0 is a JSON list",
+    ),
+    "gene blob": (
+        "UPDATE front_members SET num_heads = X'0102' WHERE run_id = 1 AND position = 0",
+        "column num_heads of front member 0 contains b'\\x01\\x02'",
+    ),
+    "gene fraction": (
+        "UPDATE front_members SET hidden_size = 10.5 WHERE run_id = 1 AND position = 1",
+        "column hidden_size of front member 1 contains 10.5",
+    ),
+    "member missing": (
+        "DELETE FROM front_members WHERE run_id = 1 AND position = 1",
+        "it has 1 front members; expected front_size 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_ROWS))
+def test_get_run_reports_corrupt_run(populated: Path, case: str) -> None:
+    statement, fault = CORRUPT_ROWS[case]
+    _corrupt(populated, statement)
+    with SearchHistory.open_existing(populated) as history:
+        with pytest.raises(CorruptRunError, match=f"run 1 in {populated / DATABASE_NAME} is corrupt") as caught:
+            history.get_run(1)
+        other = history.get_run(2)
+    assert fault in str(caught.value)
+    assert caught.value.run_id == 1
+    assert other.summary.spec_name == "llm-70b"
+
+
+def test_list_runs_skips_corrupt_row(populated: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _corrupt(populated, "UPDATE runs SET context_tokens = 'abc' WHERE run_id = 1")
+    messages: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="metagen_jax.history"):
+        with SearchHistory.open_existing(populated, on_warning=messages.append) as history:
+            runs = history.list_runs()
+    assert [run.run_id for run in runs] == [2]
+    assert len(messages) == 1
+    assert "run 1 in" in messages[0]
+    assert "column context_tokens contains 'abc'; expected an integer" in messages[0]
+    assert any("run 1 in" in record.getMessage() for record in caplog.records)
+
+
+def test_list_runs_counts_many_corrupt_rows(tmp_path: Path) -> None:
+    with _open(tmp_path) as history:
+        for seed in range(6):
+            _record(history, seed=seed)
+    _corrupt(tmp_path, "UPDATE runs SET seed = 'x' WHERE run_id <= 5")
+    messages: list[str] = []
+    with SearchHistory.open_existing(tmp_path, on_warning=messages.append) as history:
+        runs = history.list_runs()
+    # Runs 1 to 3 are reported one by one and runs 4 and 5 in one line.
+    assert [run.run_id for run in runs] == [6]
+    assert len(messages) == 4
+    assert [message.split(" in ")[0] for message in messages[:3]] == ["run 1", "run 2", "run 3"]
+    assert messages[3].startswith("skipped 2 more corrupt runs")
+    assert messages[3].endswith("ids 4 to 5")
+
+
+@pytest.mark.parametrize("run_id", [MAX_RUN_ID + 1, 10**20, -(2**63) - 1])
+def test_get_run_id_outside_sqlite_range(populated: Path, run_id: int) -> None:
+    with SearchHistory.open_existing(populated) as history:
+        with pytest.raises(RunNotFoundError, match=f"run {run_id} not found"):
+            history.get_run(run_id)
+
+
+@pytest.mark.parametrize("case", ["feature text", "metrics not json", "gene blob", "member missing"])
+def test_warm_start_skips_corrupt_run(tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str) -> None:
+    with _open(tmp_path) as history:
+        corrupt = _record_front(history, TEXT_8B, "near", [[8192, 48, 64, 8, 32], [1000, 10, 12, 3, 10]])
+        farther = _record_front(history, TEXT_70B, "farther", [[4096, 30, 48, 6, 24]])
+    assert corrupt == 1
+    statement, fault = CORRUPT_ROWS[case]
+    _corrupt(tmp_path, statement)
+
+    messages: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="metagen_jax.history"):
+        with _open(tmp_path, messages) as history:
+            warm = warm_start_genomes(history, QUERY_7B, count=10, repair=_clip_and_fix, on_warning=messages.append)
+
+    # The farther run's genome, repaired by hand as in test_warm_start_repairs_other_space.
+    np.testing.assert_array_equal(warm.genomes, np.array([[2048, 24, 32, 4, 16]], dtype=np.int32))
+    assert warm.source_run_ids == [farther]
+    assert len(messages) == 1
+    assert f"run 1 in {tmp_path / DATABASE_NAME} is corrupt" in messages[0]
+    assert fault in messages[0]
+    assert any(fault in record.getMessage() for record in caplog.records)
+
+
+def test_search_goes_on_past_corrupt_run(tmp_path: Path) -> None:
+    from metagen_jax.engine import ArchitectureSearchEngine
+
+    spec = Path(__file__).resolve().parent.parent / "specs" / "tiny_text_lm.yaml"
+    first = ArchitectureSearchEngine(spec, budget=24, strategy="random", seed=1, history_dir=tmp_path).search()
+    assert not any(warning.startswith("history:") for warning in first.warnings)
+    _corrupt(tmp_path, "UPDATE front_members SET metrics_json = 'oops' WHERE run_id = 1")
+
+    second = ArchitectureSearchEngine(spec, budget=24, strategy="random", seed=2, history_dir=tmp_path).search()
+
+    assert second.summary["evaluated"] == 24
+    assert second.extras["history"] == {"warm_start_candidates": 0, "source_runs": []}
+    history_warnings = [warning for warning in second.warnings if warning.startswith("history:")]
+    assert len(history_warnings) == 1
+    assert history_warnings[0].startswith(f"history: run 1 in {tmp_path / DATABASE_NAME} is corrupt")
+    with SearchHistory.open_existing(tmp_path) as history:
+        assert [run.run_id for run in history.list_runs()] == [1, 2]
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_ROWS))
+def test_cli_show_corrupt_run(populated: Path, case: str) -> None:
+    statement, fault = CORRUPT_ROWS[case]
+    _corrupt(populated, statement)
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(history_app, ["show", "1", *extra, "--history-dir", str(populated)])
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        line = _single_error_line(result.stderr)
+        assert f"run 1 in {populated / DATABASE_NAME} is corrupt" in line
+        assert fault in line
+
+
+def test_cli_list_skips_corrupt_run(populated: Path) -> None:
+    _corrupt(populated, "UPDATE runs SET max_params = 'abc' WHERE run_id = 1")
+    table = CliRunner().invoke(history_app, ["list", "--history-dir", str(populated)])
+    as_json = CliRunner().invoke(history_app, ["list", "--json", "--history-dir", str(populated)])
+
+    assert table.exit_code == 0, table.output
+    assert "llm-70b" in table.stdout
+    assert "llm-8b" not in table.stdout
+    assert as_json.exit_code == 0, as_json.output
+    assert [run["run_id"] for run in json.loads(as_json.stdout)] == [2]
+    warning = as_json.stderr.strip()
+    assert warning.startswith("warning: run 1 in ")
+    assert "column max_params contains 'abc'" in warning
+
+
+@pytest.mark.parametrize("run_id", ["99999999999999999999", str(MAX_RUN_ID + 1), "-5", "0"])
+def test_cli_show_invalid_run_id(populated: Path, run_id: str) -> None:
+    result = CliRunner().invoke(history_app, ["show", run_id, "--history-dir", str(populated)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line = _single_error_line(result.stderr)
+    assert f"invalid run id {run_id}" in line
+    assert f"from 1 to {MAX_RUN_ID}" in line
+
+
+def test_cli_show_largest_run_id(populated: Path) -> None:
+    result = CliRunner().invoke(history_app, ["show", str(MAX_RUN_ID), "--history-dir", str(populated)])
+    assert result.exit_code == 2
+    assert f"run {MAX_RUN_ID} not found" in _single_error_line(result.stderr)
+
+
+def _page_corrupted_history(directory: Path) -> bytes:
+    with _open(directory) as history:
+        _record(history)
+    path = directory / DATABASE_NAME
+    data = bytearray(path.read_bytes())
+    data[0:16] = b"this is garbage!"
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def _text_history(directory: Path) -> bytes:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DATABASE_NAME).write_text("not a database")
+    return b"not a database"
+
+
+def _foreign_history(directory: Path) -> bytes:
+    directory.mkdir(parents=True, exist_ok=True)
+    foreign = sqlite3.connect(directory / DATABASE_NAME)
+    foreign.execute("CREATE TABLE users (name TEXT)")
+    foreign.commit()
+    foreign.close()
+    return (directory / DATABASE_NAME).read_bytes()
+
+
+@pytest.mark.parametrize("make_file", [_page_corrupted_history, _text_history, _foreign_history])
+@pytest.mark.parametrize("command", [["list"], ["list", "--json"], ["show", "1"], ["clear", "--yes"]])
+def test_cli_leaves_unusable_file_in_place(tmp_path: Path, make_file, command: list[str]) -> None:
+    directory = tmp_path / ".metagen"
+    before = make_file(directory)
+    files_before = _files(directory)
+
+    result = CliRunner().invoke(history_app, [*command, "--history-dir", str(directory)])
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line = _single_error_line(result.stderr)
+    assert f"{directory / DATABASE_NAME} is unusable because" in line
+    assert "the next search moves it aside" in line
+    assert (directory / DATABASE_NAME).read_bytes() == before
+    assert _aside_files(directory) == []
+    assert _files(directory) == files_before
+
+
+def test_search_still_moves_unusable_file_aside(tmp_path: Path) -> None:
+    before = _text_history(tmp_path)
+    messages: list[str] = []
+    with _open(tmp_path, messages) as history:
+        run_id = _record(history)
+    aside = _aside_files(tmp_path)
+    assert run_id == 1
+    assert len(aside) == 1
+    assert aside[0].read_bytes() == before
+    assert "moved it to" in messages[0]
+
+
+def test_cli_list_leaves_empty_file_empty(tmp_path: Path) -> None:
+    (tmp_path / DATABASE_NAME).write_bytes(b"")
     result = CliRunner().invoke(history_app, ["list", "--json", "--history-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
-    assert "moved it to" in result.stderr
-    assert len(_aside_files(tmp_path)) == 1
+    assert (tmp_path / DATABASE_NAME).read_bytes() == b""
+
+
+def test_cli_list_does_not_write_database(populated: Path) -> None:
+    before = (populated / DATABASE_NAME).read_bytes()
+    result = CliRunner().invoke(history_app, ["list", "--history-dir", str(populated)])
+    assert result.exit_code == 0, result.output
+    assert (populated / DATABASE_NAME).read_bytes() == before
+
+
+def test_cli_show_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / DATABASE_NAME
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.execute("CREATE TABLE future (x INTEGER)")
+    newer.commit()
+    newer.close()
+    result = CliRunner().invoke(history_app, ["show", "1", "--history-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    line = _single_error_line(result.stderr)
+    assert f"cannot use {path}" in line
+    assert "newer than this metagen's version" in line
+
+
+def test_open_existing_older_schema(tmp_path: Path) -> None:
+    # Our application id with schema version 0: only a search may create the tables.
+    path = tmp_path / DATABASE_NAME
+    older = sqlite3.connect(path)
+    older.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    older.commit()
+    older.close()
+    with pytest.raises(HistoryError, match="schema version 0 is older"):
+        SearchHistory.open_existing(tmp_path)
+    with SearchHistory.open_existing(tmp_path, writable=True) as history:
+        assert history.list_runs() == []
+
+
+def test_cli_error_prefix(populated: Path) -> None:
+    # Every history error uses the `error: ` prefix of the rest of the CLI.
+    unknown = CliRunner().invoke(history_app, ["show", "999", "--history-dir", str(populated)])
+    missing = CliRunner().invoke(history_app, ["show", "1", "--history-dir", str(populated / "absent")])
+    assert unknown.exit_code == 2
+    assert "run 999 not found" in _single_error_line(unknown.stderr)
+    assert missing.exit_code == 2
+    assert "does not exist" in _single_error_line(missing.stderr)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import textwrap
+import threading
 from pathlib import Path
 
 import msgspec
@@ -21,7 +23,9 @@ from metagen_jax.specs import (
     resolve_requirements,
     spec_json_schema,
 )
-from metagen_jax.specs.loader import parse_spec_data, resolved_spec_dict
+from metagen_jax.specs import normalize as normalize_module
+from metagen_jax.specs.files import MAX_SPEC_BYTES, read_text_file
+from metagen_jax.specs.loader import MAX_WARNINGS, parse_spec_data, resolved_spec_dict
 from metagen_jax.specs.schema import Constraints, ParameterBudget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -704,7 +708,9 @@ def test_json_schema_shape():
     input_forms = definitions["Modality"]["properties"]["inputs"]["anyOf"]
     assert {"type": "string"} in input_forms
     assert "1024^n" in definitions["Constraints"]["properties"]["memory_budget"]["description"]
-    assert definitions["Task"]["properties"]["num_classes"]["anyOf"][0] == {"type": "integer", "minimum": 1}
+    assert definitions["Task"]["properties"]["num_classes"]["anyOf"][0] == {
+        "type": "integer", "minimum": 1, "maximum": 2**30
+    }
 
 
 def test_spec_struct_round_trip():
@@ -891,6 +897,10 @@ LOCATED_ERRORS = [
         "name: [x]\n",
         1, "name", ["invalid value ['x']: expected a string, got a list"],
     ),
+    (
+        "name: x\narchitecture:\n  components:\n    - vocab_size: 1073741825\n",
+        4, "architecture.components[0].vocab_size", ["invalid value 1073741825: expected an integer <= 1073741824"],
+    ),
 ]
 
 
@@ -915,10 +925,12 @@ def test_data_not_mapping():
     assert str(raised.value) == "<test>: the top level is a list. Expected a mapping of MSL sections."
 
 
-def test_recursive_alias_does_not_hang(tmp_path):
+def test_recursive_alias_rejected(tmp_path):
+    # A value that contains itself has no JSON form, so validate and the spec hash would fail.
     path = write_spec(tmp_path, "name: r\narchitecture:\n  components:\n    - &a {name: loop, extra: *a}\n")
-    components = parse_spec(path).spec.architecture.components
-    assert components[0].name == "loop"
+    message = spec_error(path)
+    assert message.startswith(f"{path}:4: architecture.components[0]: ")
+    assert "recursive alias" in message
 
 
 def test_deep_nesting_is_spec_error(tmp_path):
@@ -927,3 +939,197 @@ def test_deep_nesting_is_spec_error(tmp_path):
     assert message.startswith(f"{path}")
     assert "invalid YAML" in message
     assert "nesting depth" in message
+
+
+# Hostile input: alias bombs, long integers, special files, many unknown keys ------------
+
+
+def nested_alias_spec(levels: int, width: int = 9) -> str:
+    """A spec whose training.config contains `levels` lists, each repeating the previous one `width` times."""
+    lines = ["name: bomb", "training:", "  config:"]
+    lines.append("    a0: &a0 [" + ", ".join(["x"] * width) + "]")
+    for level in range(1, levels):
+        lines.append(f"    a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_rejected(tmp_path):
+    # Expanded nodes of level k: E(0) = 1 + 9 = 10 and E(k) = 1 + 9 * E(k - 1), so
+    # E(3) = 7,381 and E(4) = 66,430. The file writes fewer than 50 nodes, so level 4 (line 8)
+    # is the first to exceed 10,000 nodes beyond those written.
+    path = write_spec(tmp_path, nested_alias_spec(9))
+    message = spec_error(path)
+    assert message.startswith(f"{path}:8: training.config.a4: ")
+    assert "more than 10,000 nodes" in message
+
+
+def test_alias_expansion_under_limit_loads(tmp_path):
+    # Four levels expand to 10 + 91 + 820 + 7,381 = 8,302 nodes in all, under the limit.
+    path = write_spec(tmp_path, nested_alias_spec(4))
+    parsed = parse_spec(path)
+    config = parsed.spec.training.config
+    assert len(config["a3"]) == 9
+    assert config["a3"][8][8][8] == ["x"] * 9
+    text = json.dumps(resolved_spec_dict(parsed))
+    assert text.count('"x"') == 9 + 9**2 + 9**3 + 9**4
+
+
+def test_anchor_reuse_loads(tmp_path):
+    path = write_spec(
+        tmp_path,
+        """
+        name: reuse
+        training:
+          config:
+            base: &base {batch_size: 32, learning_rate: 0.001}
+            warmup: *base
+            finetune: *base
+        """,
+    )
+    config = parse_spec(path).spec.training.config
+    assert config["warmup"] == {"batch_size": 32, "learning_rate": 0.001}
+    assert config["finetune"] == config["base"]
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key_path"),
+    [
+        ("reproducibility:\n  seed: ", 3, "reproducibility.seed"),
+        ("training:\n  config:\n    lr: ", 4, "training.config.lr"),
+        ("training:\n  config:\n    steps: [1, -", 4, "training.config.steps[1]"),
+    ],
+)
+def test_long_integer_rejected(tmp_path, section, line, key_path):
+    closing = "]" if section.endswith("-") else ""
+    path = write_spec(tmp_path, f"name: x\n{section}{'9' * 5000}{closing}\n")
+    message = spec_error(path)
+    assert message.startswith(f"{path}:{line}: {key_path}: invalid integer: it has 5,000 digits")
+    assert "4,300" in message
+
+
+def test_integer_of_4300_digits_loads(tmp_path):
+    path = write_spec(tmp_path, f"name: x\ntraining:\n  config:\n    big: {'7' * 4300}\n")
+    parsed = parse_spec(path)
+    assert parsed.spec.training.config["big"] == int("7" * 4300)
+    assert len(json.dumps(resolved_spec_dict(parsed))) > 4300
+    path = write_spec(tmp_path, f"name: x\ntraining:\n  config:\n    big: {'7' * 4301}\n")
+    assert "4,301 digits" in spec_error(path)
+
+
+def test_long_integer_in_json_rejected(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text('{\n  "name": "x",\n  "note": "9999",\n  "training": {"config": {"lr": ' + "9" * 5000 + "}}\n}\n")
+    message = spec_error(path)
+    assert message.startswith(f"{path}:4: invalid integer: it has 5,000 digits")
+
+
+def test_character_device_rejected():
+    message = spec_error(Path(os.devnull))
+    assert message == (
+        f"{os.devnull}: this is a character device, not a regular file. "
+        "Expected a .yaml or .json spec file."
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_fifo_rejected_without_reading(tmp_path):
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def parse() -> None:
+        try:
+            parse_spec(fifo)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=parse, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        # Open the write end so that a reader blocked in open() returns, then fail.
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("parse_spec blocked on a FIFO")
+    assert isinstance(outcome[0], SpecError)
+    assert str(outcome[0]) == f"{fifo}: this is a named pipe (FIFO), not a regular file. Expected a .yaml or .json spec file."
+
+
+def test_oversized_file_rejected(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(b"name: x\n" + b"#" * MAX_SPEC_BYTES)
+    assert spec_error(path) == f"{path}: the file has more than 1,048,576 bytes, the maximum size of a spec file."
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_read_stops_at_limit_when_size_is_unknown():
+    # /proc files are regular files that report st_size 0, so only the bounded read stops them.
+    status = Path("/proc/self/status")
+    assert status.stat().st_size == 0
+    with pytest.raises(SpecError) as raised:
+        read_text_file(str(status), max_bytes=10)
+    assert str(raised.value) == f"{status}: the file has more than 10 bytes, the maximum size of a spec file."
+
+
+@pytest.mark.parametrize("key", ["device", "hardware"])
+def test_unknown_device_located(tmp_path, key):
+    path = write_spec(tmp_path, f"name: x\nconstraints:\n  {key}: h900\n")
+    message = spec_error(path)
+    assert message.startswith(f"{path}:3: constraints.{key}: unknown device 'h900'. Did you mean ")
+    assert "h200" in message
+    assert "h100" in message
+    assert "Known device profiles: a100," in message
+
+
+@pytest.mark.parametrize(("written", "device"), [("RTX 4090", "rtx_4090"), ("TPU v5e", "tpu-v5e"), ("Edge", "edge")])
+def test_known_device_spellings_load(tmp_path, written, device):
+    path = write_spec(tmp_path, f"name: x\nconstraints:\n  device: {written}\n")
+    assert parse_spec(path).requirements.device == device
+
+
+def test_many_unknown_keys_capped(tmp_path, monkeypatch):
+    hint_calls = []
+    real_close_matches = normalize_module.difflib.get_close_matches
+
+    def counting_close_matches(*args, **kwargs):
+        hint_calls.append(args[0])
+        return real_close_matches(*args, **kwargs)
+
+    monkeypatch.setattr(normalize_module.difflib, "get_close_matches", counting_close_matches)
+    keys = "".join(f"  extra_{index}: 1\n" for index in range(5000))
+    path = write_spec(tmp_path, f'metagen_version: "1.0"\nname: x\nconstraints:\n{keys}')
+    warnings = parse_spec(path).warnings
+    assert len(warnings) == MAX_WARNINGS + 1
+    assert warnings[0].startswith(f"{path}:4: constraints.extra_0: unknown key, ignored.")
+    assert warnings[19].startswith(f"{path}:23: constraints.extra_19: unknown key, ignored.")
+    assert warnings[-1] == (
+        f"{path}: 4,980 more warnings not shown. Fix the ones above and validate the spec again to see the rest."
+    )
+    assert len(hint_calls) == MAX_WARNINGS
+
+
+def test_fixed_component_sizes_warn(tmp_path):
+    path = write_spec(
+        tmp_path,
+        """
+        metagen_version: "1.0"
+        name: x
+        architecture:
+          components:
+            - name: decoder
+              hidden_size: 1024
+              num_layers: 12
+              vocab_size: 8192
+        """,
+    )
+    parsed = parse_spec(path)
+    assert parsed.requirements.vocab_size == 8192
+    assert parsed.warnings == [
+        f"{path}:6: architecture.components[0].hidden_size: the fixed hidden_size 1024 is not applied, "
+        "because the search space does not read component sizes yet. The search varies hidden_size "
+        "over its whole range.",
+        f"{path}:7: architecture.components[0].num_layers: the fixed num_layers 12 is not applied, "
+        "because the search space does not read component sizes yet. The search varies num_layers "
+        "over its whole range.",
+    ]

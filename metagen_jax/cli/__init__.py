@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from metagen_jax.cli.automl import automl
-from metagen_jax.cli.common import configure_logging, error_console
+from metagen_jax.cli.common import OneLineErrorGroup, configure_logging, error_console
 from metagen_jax.cli.tools import estimate, schema, validate
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorGroup,
 )
 
 

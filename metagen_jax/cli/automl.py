@@ -53,6 +53,11 @@ def automl(
     no_history: Annotated[bool, typer.Option("--no-history", help="Neither read nor record search history.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Exhaustive sweep: continue from the checkpoint in OUT.")] = False,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        help="Exhaustive sweep: genomes per step over all devices (default 2^20 per CPU device, "
+             "2^23 per accelerator).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(
+        help="Exhaustive sweep: save a checkpoint every this many chunks (default 8).")] = None,
     coordinator_address: Annotated[Optional[str], typer.Option(
         help="Multi-host sweep: host:port of process 0 (else JAX reads the cluster environment).")] = None,
     num_processes: Annotated[Optional[int], typer.Option(help="Multi-host sweep: number of processes.")] = None,
@@ -71,6 +76,9 @@ def automl(
         raise fail(f"--prototype-candidates must be at least 1, got {prototype_candidates}")
     if prototype_data is not None and not prototype_data.is_file():
         raise fail(f"--prototype-data {prototype_data}: file not found")
+    for name, value in (("--chunk-size", chunk_size), ("--checkpoint-every", checkpoint_every)):
+        if value is not None and value < 1:
+            raise fail(f"{name} must be at least 1, got {value}")
     if seed is not None and not 0 <= seed < 2**32:
         raise fail(f"--seed must be from 0 to 4294967295, got {seed}")
     parsed = load_spec_or_fail(spec_path)
@@ -85,6 +93,10 @@ def automl(
             raise fail(f"--coordinator-address/--num-processes/--process-id: {error}") from None
     # After joining: jax.distributed.initialize must run before any other JAX call.
     enable_compilation_cache()
+    # A sweep acknowledges SIGINT/SIGTERM with a warning; show it even when quiet.
+    sweep_logger = logging.getLogger("metagen_jax.strategies.exhaustive")
+    if sweep_logger.getEffectiveLevel() > logging.WARNING:
+        sweep_logger.setLevel(logging.WARNING)
     if seed is None:
         seed = parsed.requirements.seed
 
@@ -95,9 +107,11 @@ def automl(
                 objectives=objectives, generations=generations, population_size=population_size,
                 device=device, history_dir=None if no_history else history_dir,
                 progress=progress_callback, sweep_dir=out, resume=resume,
+                chunk_size=chunk_size, checkpoint_every=checkpoint_every,
             )
         except SearchError as error:
-            raise fail(str(error)) from None
+            message = str(error)
+            raise fail(f"--{message}" if device is not None and message.startswith("device ") else message) from None
         # Only now, with every option valid, may the output folder be created.
         check_output_folder(out)
         try:

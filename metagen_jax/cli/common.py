@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer 0.29.2 ships click inside the package, as typer._click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer releases depend on the click package
+    from click import exceptions as click_exceptions
+
+# Raised when a group runs without arguments. Older click releases lack the class, and an
+# empty tuple in an except clause catches nothing.
+_NO_ARGS_IS_HELP = getattr(click_exceptions, "NoArgsIsHelpError", ())
 
 console = Console()
 if not console.is_terminal:
@@ -21,6 +33,53 @@ def fail(message: str) -> typer.Exit:
     """Print `message` as one error line on stderr and return the exit (code 2) to raise."""
     error_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+class OneLineErrorGroup(TyperGroup):
+    """The `metagen` command group, with each usage error printed as one `error:` line.
+
+    Typer prints an unknown option, a missing argument or an invalid value as the usage
+    line, a hint and a boxed message. This group prints one line that names the command
+    and points to its --help, and exits with code 2. The --help output is unchanged, and
+    running a group without arguments still prints its help.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as error:
+            # Typer's rich help has been printed already, and the message is empty then.
+            if error.format_message():
+                error.show()
+            sys.exit(error.exit_code)
+        except click_exceptions.UsageError as error:
+            sys.exit(fail(usage_error_message(error)).exit_code)
+        except click_exceptions.ClickException as error:
+            error_console.print(f"[bold red]error:[/] {_one_line(error.format_message())}",
+                                markup=True, highlight=False, soft_wrap=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            error_console.print("Aborted.")
+            sys.exit(1)
+        # Without standalone mode, typer returns the code of a typer.Exit, or the command's
+        # return value, which is None for every metagen command.
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def usage_error_message(error: click_exceptions.UsageError) -> str:
+    """Return a usage error as one line: the command, the problem and where help is."""
+    command = error.ctx.command_path if error.ctx is not None else "metagen"
+    message = _one_line(error.format_message())
+    if not message.endswith((".", "?", "!")):
+        message += "."
+    return f"{command}: {message} Run '{command} --help' for usage."
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:

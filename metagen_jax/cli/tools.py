@@ -17,19 +17,24 @@ def estimate(
     arch_path: Annotated[Path, typer.Argument(metavar="ARCH", help="YAML file of one concrete architecture.")],
     spec: Annotated[Optional[Path], typer.Option(help="Spec whose context, device, data and precision to use.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device profile (e.g. h100, rtx4090, consumer_gpu).")] = None,
+    context_length: Annotated[Optional[int], typer.Option(
+        help="Context in tokens to cost the model at. It overrides the architecture file's "
+             "context_length, which overrides the spec's context window.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Estimate parameters, FLOPs, memory, latency and predicted loss of one architecture."""
-    from metagen_jax.architecture_file import ArchitectureFileError, read_architecture_file
+    from metagen_jax.architecture_file import MAX_FIELD_VALUE, ArchitectureFileError, read_architecture_file
     from metagen_jax.estimate import estimate_architecture
 
+    if context_length is not None and not 1 <= context_length <= MAX_FIELD_VALUE:
+        raise fail(f"--context-length must be from 1 to {MAX_FIELD_VALUE:,} tokens, got {context_length}")
     requirements = None
     warnings: list[str] = []
     if spec is not None:
         parsed = load_spec_or_fail(spec)
         requirements, warnings = parsed.requirements, list(parsed.warnings)
     try:
-        architecture = read_architecture_file(arch_path, requirements)
+        architecture = read_architecture_file(arch_path, requirements, context_length=context_length)
     except ArchitectureFileError as error:
         raise fail(str(error)) from None
     warnings += [f"{arch_path}: unknown field {name!r} ignored" for name in architecture.unknown_fields]

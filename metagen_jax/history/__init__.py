@@ -15,6 +15,8 @@ from metagen_jax.history.similarity import (
 from metagen_jax.history.store import (
     DATABASE_NAME,
     DEFAULT_HISTORY_DIR,
+    MAX_RUN_ID,
+    CorruptRunError,
     HistoryError,
     RunNotFoundError,
     RunRecord,
@@ -27,7 +29,9 @@ __all__ = [
     "DATABASE_NAME",
     "DEFAULT_HISTORY_DIR",
     "MAX_WARM_START_DISTANCE",
+    "MAX_RUN_ID",
     "SCHEMA_VERSION",
+    "CorruptRunError",
     "HistoryError",
     "RunNotFoundError",
     "RunRecord",

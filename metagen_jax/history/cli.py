@@ -1,4 +1,9 @@
-"""``metagen history``: list, show and clear recorded searches."""
+"""``metagen history``: list, show and clear recorded searches.
+
+These commands never create, migrate or move aside the database. A corrupt file stays in place
+and each command reports it in one ``error:`` line with exit code 2, so the user can inspect it.
+Only a search moves an unusable file aside.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from metagen_jax.history.schema import GENE_COLUMNS
 from metagen_jax.history.store import (
     DATABASE_NAME,
     DEFAULT_HISTORY_DIR,
+    MAX_RUN_ID,
     HistoryError,
     RunNotFoundError,
     RunRecord,
@@ -48,21 +55,33 @@ _METRIC_HEADERS = {
 _SI_PREFIXES = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k"))
 
 
-def _print_error(message: str) -> None:
-    # Plain echo, because rich would wrap a long path onto several lines.
-    typer.echo(message, err=True)
+# metagen_jax.cli imports this module to mount it, so importing metagen_jax.cli.common at the
+# top would be circular whenever this module is imported first.
 
 
-def _open_existing(directory: Path) -> SearchHistory | None:
-    """Open the history without creating one. Return None when none exists, exit 1 when unusable."""
-    if not (directory / DATABASE_NAME).exists():
-        return None
-    history = SearchHistory.open(
-        directory, create=False, on_warning=lambda message: _print_error(f"Warning: {message}")
-    )
-    if history is None:
-        raise typer.Exit(code=1)
-    return history
+def _fail(message: str) -> typer.Exit:
+    from metagen_jax.cli.common import fail
+
+    # fail() prints with rich markup on, so brackets in paths and stored values are escaped.
+    return fail(escape(message))
+
+
+def _warn(message: str) -> None:
+    from metagen_jax.cli.common import print_warnings
+
+    print_warnings([escape(message)])
+
+
+def _open_existing(directory: Path, *, writable: bool = False) -> SearchHistory | None:
+    """Open the history without creating or moving anything. Return None when none exists.
+
+    Raises:
+        typer.Exit: code 2, after one error line, when the file is unusable.
+    """
+    try:
+        return SearchHistory.open_existing(directory, writable=writable, on_warning=_warn)
+    except HistoryError as error:
+        raise _fail(str(error)) from None
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -176,8 +195,7 @@ def list_command(history_dir: HistoryDirOption = DEFAULT_HISTORY_DIR, json_outpu
     try:
         runs = [] if history is None else history.list_runs()
     except HistoryError as error:
-        _print_error(f"Error: {error}")
-        raise typer.Exit(code=1) from error
+        raise _fail(str(error)) from None
     finally:
         if history is not None:
             history.close()
@@ -190,25 +208,29 @@ def list_command(history_dir: HistoryDirOption = DEFAULT_HISTORY_DIR, json_outpu
         Console().print(_runs_table(runs))
 
 
-@history_app.command("show")
+# ignore_unknown_options lets a negative RUN such as "-5" reach the range check instead of
+# failing as an unknown option.
+@history_app.command("show", context_settings={"ignore_unknown_options": True})
 def show_command(
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="Run id, as printed by `metagen history list`.")],
     history_dir: HistoryDirOption = DEFAULT_HISTORY_DIR,
     json_output: JsonOption = False,
 ) -> None:
     """Show one search: its spec features and its Pareto front."""
+    if not 1 <= run_id <= MAX_RUN_ID:
+        raise _fail(
+            f"invalid run id {run_id}: expected an integer from 1 to {MAX_RUN_ID}, as printed by "
+            "`metagen history list`"
+        )
     history = _open_existing(history_dir)
     if history is None:
-        _print_error(f"Error: run {run_id} not found because {history_dir / DATABASE_NAME} does not exist.")
-        raise typer.Exit(code=2)
+        raise _fail(f"run {run_id} not found because {history_dir / DATABASE_NAME} does not exist")
     try:
         record = history.get_run(run_id)
     except RunNotFoundError as error:
-        _print_error(f"Error: {error}. Run `metagen history list` to see the recorded run ids.")
-        raise typer.Exit(code=2) from error
+        raise _fail(f"{error}. Run `metagen history list` to see the recorded run ids") from None
     except HistoryError as error:
-        _print_error(f"Error: {error}")
-        raise typer.Exit(code=1) from error
+        raise _fail(str(error)) from None
     finally:
         history.close()
 
@@ -226,18 +248,17 @@ def clear_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")] = False,
 ) -> None:
     """Delete every recorded search. The database file and its schema stay."""
-    history = _open_existing(history_dir)
+    history = _open_existing(history_dir, writable=True)
     if history is None:
         Console().print(f"No runs recorded in {history_dir / DATABASE_NAME}.", markup=False)
         return
     try:
-        count = len(history.list_runs())
+        count = history.count_runs()
         if not yes:
             typer.confirm(f"Delete all {count} recorded runs from {history.path}?", abort=True)
         deleted = history.clear()
     except HistoryError as error:
-        _print_error(f"Error: {error}")
-        raise typer.Exit(code=1) from error
+        raise _fail(str(error)) from None
     finally:
         history.close()
     Console().print(f"Deleted {deleted} runs from {history_dir / DATABASE_NAME}.", markup=False)

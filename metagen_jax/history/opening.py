@@ -5,6 +5,9 @@ database of another program is renamed to ``history.db.corrupt-<UTC timestamp>``
 ``-wal`` and ``-shm`` files) and a new database takes its place. Nothing is deleted. Opening
 takes an exclusive ``flock`` on ``history.db.lock``, so two concurrent searches cannot both
 rename the file, and one cannot rename the new database that another has just created.
+
+``open_existing_database`` is for commands that only inspect or clear the history. It creates
+and moves nothing, and raises ``UnusableDatabaseError`` for a file that a search would move aside.
 """
 
 from __future__ import annotations
@@ -31,9 +34,21 @@ class HistoryUnavailableError(RuntimeError):
     """Raised when the history database exists but this process must not write it."""
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open a connection in autocommit mode, so that transactions are explicit."""
-    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+class UnusableDatabaseError(RuntimeError):
+    """Raised by ``open_existing_database`` for a file that a search would move aside."""
+
+
+def connect(path: Path, *, mode: str | None = None) -> sqlite3.Connection:
+    """Open a connection in autocommit mode, so that transactions are explicit.
+
+    ``mode`` is SQLite's URI open mode: "ro" opens read-only and "rw" does not create a missing
+    file. None creates the file when it is missing.
+    """
+    target: str | Path = path
+    if mode is not None:
+        # as_uri percent-encodes the path, so a "?" or "#" in a folder name stays part of the path.
+        target = f"{path.absolute().as_uri()}?mode={mode}"
+    connection = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=mode is not None)
     connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     connection.execute("PRAGMA foreign_keys = ON")
     return connection
@@ -172,4 +187,54 @@ def open_database(path: Path, report: Callable[[str], None]) -> sqlite3.Connecti
         except BaseException:
             connection.close()
             raise
+    return connection
+
+
+def open_existing_database(path: Path, *, writable: bool) -> sqlite3.Connection | None:
+    """Return a connection to the existing history at ``path`` without replacing an unusable file.
+
+    Nothing is created or moved aside. With ``writable=False`` SQLite opens the file read-only.
+    With ``writable=True`` the file is switched to WAL mode and migrated as in ``open_database``.
+    Returns None for an empty file, which contains no runs yet.
+
+    Raises:
+        UnusableDatabaseError: when the file is corrupt or is another program's database, or,
+            with ``writable=False``, when its schema is older than this metagen's.
+        HistoryUnavailableError: when a newer metagen wrote the file.
+        sqlite3.Error, OSError: when the file cannot be opened or read.
+    """
+    connection = connect(path, mode="rw" if writable else "ro")
+    try:
+        problem = _find_problem(connection)
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        if _is_corruption(error):
+            raise UnusableDatabaseError(f"SQLite cannot read it: {error}") from error
+        raise
+    except BaseException:
+        connection.close()
+        raise
+
+    if problem is not None:
+        connection.close()
+        raise UnusableDatabaseError(problem)
+    if application_id == 0:
+        # _find_problem accepts a file without our application id only when it is empty.
+        connection.close()
+        return None
+
+    if writable:
+        try:
+            _prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+    elif version < SCHEMA_VERSION:
+        connection.close()
+        raise UnusableDatabaseError(
+            f"its schema version {version} is older than this metagen's version {SCHEMA_VERSION}, "
+            "and only a search migrates it"
+        )
     return connection

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from metagen_jax.history.opening import HistoryUnavailableError, open_database, write_transaction
+from metagen_jax.history.opening import (
+    HistoryUnavailableError,
+    UnusableDatabaseError,
+    open_database,
+    open_existing_database,
+    write_transaction,
+)
 from metagen_jax.history.schema import GENE_COLUMNS
 from metagen_jax.history.similarity import MAX_WARM_START_DISTANCE, SpecFeatures, feature_distance
 
@@ -24,6 +31,10 @@ DATABASE_NAME = "history.db"
 DEFAULT_HISTORY_DIR = Path(".metagen")
 NUM_GENES = len(GENE_COLUMNS)
 _INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+# SQLite stores integers as signed 64-bit values, so no run id is outside this range.
+_SQLITE_INTEGER_MIN, MAX_RUN_ID = -(2**63), 2**63 - 1
+# Corrupt runs that one read reports in a line each. Any further ones share one line with their count.
+_MAX_REPORTED_CORRUPT_RUNS = 3
 
 _FEATURE_COLUMNS = tuple(field.name for field in dataclasses.fields(SpecFeatures))
 _RUN_COLUMNS = ("run_id", "created_utc", "spec_hash", "spec_name", "strategy", "seed", *_FEATURE_COLUMNS, "front_size")
@@ -35,6 +46,24 @@ class HistoryError(RuntimeError):
 
 class RunNotFoundError(LookupError):
     """Raised when no recorded run has the requested id."""
+
+
+class CorruptRunError(HistoryError):
+    """Raised when a stored run contains a value that ``record_run`` never writes.
+
+    Attributes:
+        run_id: id of the run.
+        path: path of the database file.
+    """
+
+    def __init__(self, path: Path, run_id: int, reason: str) -> None:
+        super().__init__(f"run {run_id} in {path} is corrupt: {reason}")
+        self.path = path
+        self.run_id = run_id
+
+
+class _InvalidValueError(ValueError):
+    """A stored value of the wrong type or range. ``CorruptRunError`` adds the run id and the file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +151,94 @@ def _feature_values(features: SpecFeatures) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _summary_from_row(row: Sequence[Any]) -> RunSummary:
+def _shorten(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return (_is_integer(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# Check and description of each column kind. SQLite keeps any value that a column's type
+# affinity cannot convert, e.g. the text 'abc' in an INTEGER column, so reads check the type.
+_COLUMN_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text": (lambda value: isinstance(value, str), "text"),
+    "integer": (_is_integer, "an integer"),
+    "optional integer": (lambda value: value is None or _is_integer(value), "an integer or NULL"),
+    "optional number": (lambda value: value is None or _is_finite_number(value), "a finite number or NULL"),
+}
+_RUN_COLUMN_KINDS = {
+    "run_id": "integer",
+    "created_utc": "text",
+    "spec_hash": "text",
+    "spec_name": "text",
+    "strategy": "text",
+    "seed": "integer",
+    "modality": "text",
+    "task_type": "text",
+    "family": "text",
+    "min_params": "optional integer",
+    "max_params": "optional integer",
+    "context_tokens": "integer",
+    "device": "text",
+    "training_tokens": "optional number",
+    "front_size": "integer",
+}
+
+
+def _check_column(name: str, value: Any, kind: str) -> None:
+    is_valid, description = _COLUMN_KINDS[kind]
+    if not is_valid(value):
+        raise _InvalidValueError(f"column {name} contains {_shorten(value)}; expected {description}")
+
+
+def _genome_from_member(member: Sequence[Any], position: int) -> list[int]:
+    genome = list(member[:NUM_GENES])
+    for name, gene in zip(GENE_COLUMNS, genome, strict=True):
+        if not _is_integer(gene) or not _INT32_MIN <= gene <= _INT32_MAX:
+            raise _InvalidValueError(
+                f"column {name} of front member {position} contains {_shorten(gene)}; expected an int32 integer"
+            )
+    return genome
+
+
+def _metrics_from_member(metrics_json: Any, position: int) -> dict[str, Any]:
+    if not isinstance(metrics_json, str):
+        raise _InvalidValueError(
+            f"metrics_json of front member {position} contains {_shorten(metrics_json)}; expected text"
+        )
+    try:
+        metrics = json.loads(metrics_json)
+    except json.JSONDecodeError as error:
+        raise _InvalidValueError(f"metrics_json of front member {position} is not valid JSON ({error})") from None
+    if not isinstance(metrics, dict):
+        raise _InvalidValueError(
+            f"metrics_json of front member {position} is a JSON {type(metrics).__name__}; expected an object"
+        )
+    for key, value in metrics.items():
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise _InvalidValueError(
+                f"metric {key!r} of front member {position} is a JSON {type(value).__name__}; "
+                "expected a number, string, boolean or null"
+            )
+    return metrics
+
+
+def _summary_from_row(row: Sequence[Any], path: Path) -> RunSummary:
+    """Build a summary from a ``runs`` row, raising ``CorruptRunError`` for a value of the wrong type."""
     values = dict(zip(_RUN_COLUMNS, row, strict=True))
+    try:
+        for name, kind in _RUN_COLUMN_KINDS.items():
+            _check_column(name, values[name], kind)
+        if values["front_size"] < 0:
+            raise _InvalidValueError(f"column front_size contains {values['front_size']}; expected a count >= 0")
+    except _InvalidValueError as error:
+        raise CorruptRunError(path, values["run_id"], str(error)) from None
     features = SpecFeatures(**{name: values[name] for name in _FEATURE_COLUMNS})
     return RunSummary(
         run_id=values["run_id"],
@@ -140,13 +255,21 @@ def _summary_from_row(row: Sequence[Any]) -> RunSummary:
 class SearchHistory:
     """Record of past searches in ``<directory>/history.db``.
 
-    Use ``SearchHistory.open``, which turns history off instead of failing a search. Each object
-    owns one SQLite connection, which only the thread that opened it may use.
+    Use ``SearchHistory.open``, which turns history off instead of failing a search, or
+    ``SearchHistory.open_existing``, which leaves an unusable file in place. Each object owns one
+    SQLite connection, which only the thread that opened it may use. Reads skip corrupt runs
+    (see ``CorruptRunError``), log a warning naming each and pass it to ``on_warning``.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self._path = path
         self._connection = connection
+        self._on_warning = on_warning
 
     @classmethod
     def open(
@@ -193,7 +316,47 @@ class SearchHistory:
         except (OSError, sqlite3.Error, HistoryUnavailableError) as error:
             report(f"search history is off: cannot use {path}: {error}")
             return None
-        return cls(path, connection)
+        return cls(path, connection, on_warning)
+
+    @classmethod
+    def open_existing(
+        cls,
+        directory: Path | str = DEFAULT_HISTORY_DIR,
+        *,
+        writable: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> SearchHistory | None:
+        """Open the history in ``directory`` without creating, moving aside or replacing a file.
+
+        For commands that inspect or clear the history, which must leave an unusable file where
+        the user can look at it. Returns None when ``history.db`` does not exist or is empty.
+
+        Args:
+            directory: folder of ``history.db``.
+            writable: open for writing (``clear``). Otherwise SQLite opens the file read-only.
+            on_warning: called with the warning about each corrupt run that a read skips.
+
+        Raises:
+            HistoryError: when the file is corrupt, belongs to another program, has a schema
+                that this metagen cannot read, or cannot be opened.
+        """
+        path = Path(directory) / DATABASE_NAME
+        if not path.exists():
+            return None
+        if not path.is_file():
+            raise HistoryError(f"{path} exists but is not a regular file")
+        try:
+            connection = open_existing_database(path, writable=writable)
+        except UnusableDatabaseError as error:
+            raise HistoryError(
+                f"{path} is unusable because {error}. It was left in place, and the next search moves it "
+                "aside and starts a new history"
+            ) from error
+        except (OSError, sqlite3.Error, HistoryUnavailableError) as error:
+            raise HistoryError(f"cannot use {path}: {error}") from error
+        if connection is None:
+            return None
+        return cls(path, connection, on_warning)
 
     @property
     def path(self) -> Path:
@@ -264,21 +427,55 @@ class SearchHistory:
             raise HistoryError(f"failed to record the run of spec {spec_name!r} in {self._path}: {error}") from error
         return int(run_id)
 
+    def _warn(self, message: str) -> None:
+        logger.warning("%s", message)
+        if self._on_warning is not None:
+            self._on_warning(message)
+
+    def _report_skipped(self, skipped: list[CorruptRunError]) -> None:
+        for error in skipped[:_MAX_REPORTED_CORRUPT_RUNS]:
+            self._warn(f"{error}. Skipped this run")
+        if len(skipped) > _MAX_REPORTED_CORRUPT_RUNS:
+            more_ids = [error.run_id for error in skipped[_MAX_REPORTED_CORRUPT_RUNS:]]
+            self._warn(
+                f"skipped {len(more_ids)} more corrupt runs in {self._path}, ids {more_ids[0]} to {more_ids[-1]}"
+            )
+
     def list_runs(self) -> list[RunSummary]:
-        """Return all recorded runs, oldest first."""
+        """Return all readable recorded runs, oldest first. Corrupt runs are skipped with a warning."""
         try:
             rows = self._connection.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
         except sqlite3.Error as error:
             raise HistoryError(f"failed to read runs from {self._path}: {error}") from error
-        return [_summary_from_row(row) for row in rows]
+        runs: list[RunSummary] = []
+        skipped: list[CorruptRunError] = []
+        for row in rows:
+            try:
+                runs.append(_summary_from_row(row, self._path))
+            except CorruptRunError as error:
+                skipped.append(error)
+        self._report_skipped(skipped)
+        return runs
+
+    def count_runs(self) -> int:
+        """Return the number of stored runs, corrupt ones included."""
+        try:
+            return int(self._connection.execute("SELECT count(*) FROM runs").fetchone()[0])
+        except sqlite3.Error as error:
+            raise HistoryError(f"failed to count runs in {self._path}: {error}") from error
 
     def get_run(self, run_id: int) -> RunRecord:
         """Return one run with its front.
 
         Raises:
-            RunNotFoundError: when no run has this id.
+            RunNotFoundError: when no run has this id, including any id outside SQLite's
+                64-bit integer range.
+            CorruptRunError: when the run or its front contains a value of the wrong type, or
+                the number of stored front members differs from its front_size.
             HistoryError: when the read fails.
         """
+        if not _SQLITE_INTEGER_MIN <= run_id <= MAX_RUN_ID:
+            raise RunNotFoundError(f"run {run_id} not found in {self._path}")
         gene_list = ", ".join(GENE_COLUMNS)
         try:
             # One read transaction, so a concurrent clear() cannot split the run from its front.
@@ -298,9 +495,20 @@ class SearchHistory:
         if row is None:
             raise RunNotFoundError(f"run {run_id} not found in {self._path}")
 
-        genomes = np.array([member[:NUM_GENES] for member in members], dtype=np.int32).reshape(-1, NUM_GENES)
-        metrics = tuple(json.loads(member[NUM_GENES]) for member in members)
-        return RunRecord(summary=_summary_from_row(row), genomes=genomes, metrics=metrics)
+        summary = _summary_from_row(row, self._path)
+        try:
+            if len(members) != summary.front_size:
+                raise _InvalidValueError(
+                    f"it has {len(members)} front members; expected front_size {summary.front_size}"
+                )
+            genome_rows = [_genome_from_member(member, position) for position, member in enumerate(members)]
+            metrics = tuple(
+                _metrics_from_member(member[NUM_GENES], position) for position, member in enumerate(members)
+            )
+        except _InvalidValueError as error:
+            raise CorruptRunError(self._path, summary.run_id, str(error)) from None
+        genomes = np.array(genome_rows, dtype=np.int32).reshape(-1, NUM_GENES)
+        return RunRecord(summary=summary, genomes=genomes, metrics=metrics)
 
     def nearest_runs(
         self,
@@ -312,6 +520,7 @@ class SearchHistory:
         """Return up to ``k`` runs within ``max_distance`` of ``features``, nearest first.
 
         Distance is ``feature_distance``. Among runs at equal distance the newer run comes first.
+        Corrupt runs are skipped with a warning (see ``list_runs``).
         """
         if k < 0:
             raise ValueError(f"k is {k}; expected a count >= 0")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from metagen_jax.history.similarity import MAX_WARM_START_DISTANCE, SpecFeatures
-from metagen_jax.history.store import NUM_GENES, HistoryError, RunNotFoundError, SearchHistory
+from metagen_jax.history.store import NUM_GENES, CorruptRunError, HistoryError, RunNotFoundError, SearchHistory
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ def warm_start_genomes(
     *,
     k: int = 3,
     max_distance: float = MAX_WARM_START_DISTANCE,
+    on_warning: Callable[[str], None] | None = None,
 ) -> WarmStart:
     """Collect up to ``count`` distinct genomes from the fronts of the ``k`` nearest runs.
 
     The fronts are concatenated nearest run first, mapped into the new search space by one call
     of ``repair`` on the whole (n, 5) array, and deduplicated keeping the first occurrence. A
-    failed history read logs a warning and returns no genomes, so the search starts cold.
+    corrupt run is skipped and the next nearest runs still contribute. A failed history read
+    returns no genomes, so the search starts cold. Both log a warning and pass it to ``on_warning``.
 
     Args:
         history: open history, or None when history is off (returns no genomes).
@@ -53,6 +55,7 @@ def warm_start_genomes(
         repair: the new space's repair, mapping any (n, 5) int array to valid genomes.
         k: number of nearest runs to read.
         max_distance: runs farther than this are ignored (see ``feature_distance``).
+        on_warning: called with each warning message.
 
     Raises:
         ValueError: when ``count`` is negative or ``repair`` returns another shape or a
@@ -62,6 +65,11 @@ def warm_start_genomes(
         raise ValueError(f"count is {count}; expected a number of genomes >= 0")
     if history is None or count == 0:
         return _empty()
+
+    def warn(message: str) -> None:
+        logger.warning("%s", message)
+        if on_warning is not None:
+            on_warning(message)
 
     blocks: list[np.ndarray] = []
     owners: list[np.ndarray] = []
@@ -73,10 +81,13 @@ def warm_start_genomes(
             except RunNotFoundError:
                 # Another process cleared the history after nearest_runs read it.
                 continue
+            except CorruptRunError as error:
+                warn(f"{error}. Warm start skipped this run")
+                continue
             blocks.append(record.genomes)
             owners.append(np.full(record.genomes.shape[0], summary.run_id, dtype=np.int64))
     except HistoryError as error:
-        logger.warning("warm start skipped, the search starts without history: %s", error)
+        warn(f"warm start skipped, the search starts without history: {error}")
         return _empty()
 
     if not blocks or sum(block.shape[0] for block in blocks) == 0:

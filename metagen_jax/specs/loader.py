@@ -7,8 +7,9 @@
 Every problem with the input raises `SpecError` with a one-line message that names the
 file, the line, the key path, the value and the accepted forms. A spec that loads but
 deserves attention (an unknown key, a key from another MetaGen version, an unbounded
-context) gets one warning line per finding in `ParsedSpec.warnings`. `load_spec` also
-issues each one as a `SpecWarning` and logs it.
+context) gets one warning line per finding in `ParsedSpec.warnings`, up to MAX_WARNINGS
+lines and then one line with the count of the rest. `load_spec` also issues each one as
+a `SpecWarning` and logs it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import msgspec
 
 from metagen_jax.specs import units
 from metagen_jax.specs.errors import KeyPath, SpecError, SpecWarning, describe_value, format_located
-from metagen_jax.specs.normalize import NormalizedSpec, normalize_spec_data
+from metagen_jax.specs.normalize import NormalizedSpec, Note, normalize_spec_data
 from metagen_jax.specs.requirements import Requirements, resolve_with_notes
 from metagen_jax.specs.schema import Spec
 from metagen_jax.specs.source import SpecSource, read_spec_source, source_from_data
@@ -44,6 +45,9 @@ _UNIT_PARSERS: dict[KeyPath, Callable[[Any], Any]] = {
     ("constraints", "throughput"): units.parse_throughput,
     ("training", "data", "size"): units.parse_data_size,
 }
+# Warnings kept per spec, in file order. One more line counts the rest, so that a file of
+# many unknown keys cannot flood the terminal or the results file.
+MAX_WARNINGS = 20
 _MSGSPEC_LOCATION = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 _MSGSPEC_PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 _MSGSPEC_TYPE_NAMES = {
@@ -64,7 +68,8 @@ class ParsedSpec:
     Attributes:
         spec: the validated spec, in MSL 1.0 shape, values as written.
         raw: the top-level mapping as read from the file.
-        warnings: one line per warning, each starting with ``FILE:LINE: KEY.PATH:``.
+        warnings: one line per warning, each starting with ``FILE:LINE: KEY.PATH:``, at
+            most MAX_WARNINGS of them plus a line that counts the rest.
         requirements: the resolved numbers.
         path: the file it was read from, or a label for data built in Python.
     """
@@ -132,7 +137,7 @@ def resolved_spec_dict(parsed: ParsedSpec) -> dict[str, Any]:
 
 def _parse_source(source: SpecSource, *, default_name: str) -> ParsedSpec:
     normalized = normalize_spec_data(source.data, default_name=default_name)
-    located: list[tuple[int, KeyPath, str]] = [
+    located: list[tuple[int, KeyPath, Note]] = [
         (line, key_path, f"duplicate key. The value on line {line} replaces the earlier one.")
         for key_path, line in source.duplicate_keys
     ]
@@ -152,9 +157,22 @@ def _parse_source(source: SpecSource, *, default_name: str) -> ParsedSpec:
     # Sort warnings into file order. Without line numbers they keep the order of discovery.
     located.sort(key=lambda entry: entry[0])
     messages = [
-        format_located(message, file=source.file, line=line or None, key_path=key_path)
-        for line, key_path, message in located
+        format_located(
+            message() if callable(message) else message,
+            file=source.file,
+            line=line or None,
+            key_path=key_path,
+        )
+        for line, key_path, message in located[:MAX_WARNINGS]
     ]
+    if len(located) > MAX_WARNINGS:
+        messages.append(
+            format_located(
+                f"{len(located) - MAX_WARNINGS:,} more warnings not shown. Fix the ones above "
+                "and validate the spec again to see the rest.",
+                file=source.file,
+            )
+        )
     return ParsedSpec(
         spec=spec,
         raw=source.data,

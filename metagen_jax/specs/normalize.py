@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -89,6 +90,9 @@ _OPEN_SECTIONS: dict[type, str] = {schema.Component: "options"}
 
 _OMIT = object()
 
+# A warning message, or a function that builds it when it is shown.
+Note = str | Callable[[], str]
+
 
 @dataclasses.dataclass
 class NormalizedSpec:
@@ -97,12 +101,13 @@ class NormalizedSpec:
     Attributes:
         data: the rewritten mapping.
         origins: for each key path of `data`, the key path the value was read from.
-        notes: (key path as written, message) for each unknown key and each rewrite.
+        notes: (key path as written, message) for each unknown key and each rewrite. A
+            message may be a function that builds it, so that unshown ones cost nothing.
     """
 
     data: dict[str, Any]
     origins: dict[KeyPath, KeyPath]
-    notes: list[tuple[KeyPath, str]]
+    notes: list[tuple[KeyPath, Note]]
 
     def origin_of(self, key_path: KeyPath) -> KeyPath:
         """Return the written key path of a normalized one.
@@ -150,9 +155,9 @@ def _check_version(data: dict[str, Any], walker: _Walker) -> None:
 class _Walker:
     def __init__(self) -> None:
         self.origins: dict[KeyPath, KeyPath] = {}
-        self.notes: list[tuple[KeyPath, str]] = []
+        self.notes: list[tuple[KeyPath, Note]] = []
 
-    def note(self, raw_path: KeyPath, message: str) -> None:
+    def note(self, raw_path: KeyPath, message: Note) -> None:
         self.notes.append((raw_path, message))
 
     def section(
@@ -328,16 +333,24 @@ class _Walker:
         aliases: Mapping[str, str | tuple[str, ...]],
         raw_child: KeyPath,
     ) -> None:
-        # Aliases count as spellings of their field, so "latncy_budget" suggests latency.
-        spellings = {name: name for name in fields}
-        for alias, target in aliases.items():
-            spellings.setdefault(alias, target if isinstance(target, str) else format_key_path(target))
-        close = difflib.get_close_matches(key.lower(), list(spellings), n=1, cutoff=0.6)
-        if close:
-            hint = f"Did you mean {spellings[close[0]]!r}?"
-        else:
-            hint = f"Known keys here: {', '.join(fields)}."
-        self.note(raw_child, f"unknown key, ignored. {hint}")
+        # The loader shows only the first warnings of a file, so the difflib hint (slow for
+        # a file of many thousands of unknown keys) is built only for those it shows.
+        self.note(raw_child, functools.partial(_unknown_key_message, key, tuple(fields), aliases))
+
+
+def _unknown_key_message(
+    key: str, fields: tuple[str, ...], aliases: Mapping[str, str | tuple[str, ...]]
+) -> str:
+    # Aliases count as spellings of their field, so "latncy_budget" suggests latency.
+    spellings = {name: name for name in fields}
+    for alias, target in aliases.items():
+        spellings.setdefault(alias, target if isinstance(target, str) else format_key_path(target))
+    close = difflib.get_close_matches(key.lower(), list(spellings), n=1, cutoff=0.6)
+    if close:
+        hint = f"Did you mean {spellings[close[0]]!r}?"
+    else:
+        hint = f"Known keys here: {', '.join(fields)}."
+    return f"unknown key, ignored. {hint}"
 
 
 def _target(

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
+from metagen_jax import hardware
 from metagen_jax.specs import units
 from metagen_jax.specs.errors import KeyPath, SpecError, SpecWarning, format_key_path
 from metagen_jax.specs.schema import Constraints, ParameterBudget, Spec
@@ -102,6 +103,10 @@ FAMILY_ALIASES: dict[str, str] = {
     **dict.fromkeys(("mlp", "feedforward", "feed_forward"), "mlp"),
     **dict.fromkeys(("gnn", "graph", "gcn", "gat"), "gnn"),
 }
+# Names of state-space models. A spec may use them for the hybrid family (state-space plus
+# attention layers), but an architecture file that names one describes a pure state-space
+# model, which the cost model cannot price because it has no state-space block.
+STATE_SPACE_FAMILY_NAMES = frozenset({"ssm", "mamba", "mamba2", "state_space"})
 DEFAULT_FAMILY = "transformer"
 DEFAULT_DEVICE = "datacenter_gpu"
 DEFAULT_WEIGHT_DTYPE = "bf16"
@@ -130,6 +135,11 @@ _NO_QUANTIZATION = frozenset({"none", "no", "off", "false", ""})
 def canonical_family(name: str) -> str | None:
     """Return the family an architecture name stands for ("gpt" -> "transformer"), or None."""
     return FAMILY_ALIASES.get(re.sub(r"[\s-]+", "_", name.strip().lower()))
+
+
+def is_state_space_family(name: str) -> bool:
+    """Return whether an architecture name is that of a state-space model ("mamba", "ssm")."""
+    return _fold(name) in STATE_SPACE_FAMILY_NAMES
 
 
 def resolve_requirements(spec: Spec) -> Requirements:
@@ -165,10 +175,8 @@ def resolve_with_notes(spec: Spec) -> tuple[Requirements, list[tuple[KeyPath, st
     memory = _parse_at(units.parse_memory_bytes, constraints.memory_budget, ("constraints", "memory_budget"))
     if memory == 0:
         raise SpecError("the memory budget must be positive.", key_path=("constraints", "memory_budget"))
-    device = (
-        _parse_at(units.normalize_device, constraints.device, ("constraints", "device"))
-        or DEFAULT_DEVICE
-    )
+    device = _resolve_device(constraints.device)
+    _note_fixed_sizes(spec, notes)
     throughput_unit = None
     if throughput is not None:
         throughput_unit = throughput.unit or _DEFAULT_THROUGHPUT_UNITS.get(inputs[0], "samples/s")
@@ -224,6 +232,44 @@ def _resolve_family(written: str, notes: list[tuple[KeyPath, str]]) -> str:
         )
         return DEFAULT_FAMILY
     return family
+
+
+def _resolve_device(written: str | None) -> str:
+    """Fold the device name and check that a device profile exists for it."""
+    key_path = ("constraints", "device")
+    device = _parse_at(units.normalize_device, written, key_path) or DEFAULT_DEVICE
+    try:
+        hardware.resolve_device(device)
+    except KeyError:
+        close = hardware.closest_device_names(device)
+        hint = f" Did you mean {_join_or(close)}?" if close else ""
+        raise SpecError(
+            f"unknown device {written!r}.{hint} Known device profiles: "
+            f"{', '.join(sorted(hardware.PROFILES))}, or a class such as "
+            f"{', '.join(hardware.DEVICE_CLASSES)}.",
+            key_path=key_path,
+        ) from None
+    return device
+
+
+# Component sizes that the schema accepts but the search does not apply yet.
+_UNAPPLIED_COMPONENT_SIZES = ("hidden_size", "num_layers", "num_heads")
+
+
+def _note_fixed_sizes(spec: Spec, notes: list[tuple[KeyPath, str]]) -> None:
+    # TODO: turn these into fixed gene bounds once the search space reads them.
+    for index, component in enumerate(spec.architecture.components):
+        for field in _UNAPPLIED_COMPONENT_SIZES:
+            value = getattr(component, field)
+            if value is not None:
+                notes.append(
+                    (
+                        ("architecture", "components", index, field),
+                        f"the fixed {field} {value} is not applied, because the search space "
+                        f"does not read component sizes yet. The search varies {field} over "
+                        "its whole range.",
+                    )
+                )
 
 
 def _resolve_modalities(
@@ -346,6 +392,10 @@ def _parse_at(parser: Callable[[Any], _T], value: Any, key_path: KeyPath) -> _T 
         return parser(value)
     except SpecError as error:
         raise error.located(key_path=key_path) from None
+
+
+def _join_or(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _fold(text: str) -> str:

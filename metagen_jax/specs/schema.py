@@ -18,7 +18,10 @@ MSL_VERSION = "1.0"
 # Value types of the unit fields: YAML and JSON give "8B" as str, 8000000000 as int, 8e9 as float.
 UnitValue = str | int | float | None
 
-PositiveInt = Annotated[int, Meta(ge=1)]
+# Largest size field (classes, vocabulary, image side, ...). The engine rejects larger
+# sizes because the cost model turns them into int32 constants inside jitted code.
+MAX_SIZE = 2**30
+PositiveInt = Annotated[int, Meta(ge=1, le=MAX_SIZE)]
 
 
 def _described(kind: Any, description: str, examples: list[Any] | None = None) -> Any:
@@ -186,9 +189,15 @@ class Component(_Section):
     image_size: _described(PositiveInt | None, "Input image side in pixels.") = None
     patch_size: _described(PositiveInt | None, "Patch side in pixels.") = None
     num_channels: _described(PositiveInt | None, "Input image channels.") = None
-    hidden_size: _described(PositiveInt | None, "Fixed model width.") = None
-    num_layers: _described(PositiveInt | None, "Fixed layer count.") = None
-    num_heads: _described(PositiveInt | None, "Fixed attention head count.") = None
+    hidden_size: _described(
+        PositiveInt | None, "Fixed model width. Not applied by the search yet, so the loader warns."
+    ) = None
+    num_layers: _described(
+        PositiveInt | None, "Fixed layer count. Not applied by the search yet, so the loader warns."
+    ) = None
+    num_heads: _described(
+        PositiveInt | None, "Fixed attention head count. Not applied by the search yet, so the loader warns."
+    ) = None
     options: _described(
         dict[str, Any], "Any other settings of the component, free-form."
     ) = msgspec.field(default_factory=dict)

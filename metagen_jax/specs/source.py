@@ -2,27 +2,28 @@
 
 YAML is read with PyYAML's safe loader: the document is composed into a node tree once,
 the tree gives each key path its line, and the same tree is constructed into dicts and
-lists. JSON is read with the standard `json` module. Its line numbers come from composing the
+lists. `safe_yaml.load_yaml` rejects alias bombs, recursive aliases and integers of more
+than 4,300 digits before anything is constructed. JSON is read with the standard `json` module. Its line numbers come from composing the
 same text as YAML, because JSON is nearly a YAML subset. A JSON file that PyYAML cannot
 compose still loads, but its messages carry no line numbers.
 """
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from metagen_jax.specs.errors import KeyPath, SpecError, describe_value
+from metagen_jax.specs.files import MAX_SPEC_BYTES, read_text_file
+from metagen_jax.specs.safe_yaml import MAX_INT_DIGITS, load_yaml
 
-# Spec files are a few kilobytes. The limit stops a wrong path (a dataset, a checkpoint)
-# from being read into memory.
-MAX_SPEC_BYTES = 16 * 1024 * 1024
+__all__ = ["MAX_SPEC_BYTES", "SpecSource", "read_spec_source", "source_from_data"]
 
 _YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 _JSON_SUFFIXES = frozenset({".json"})
@@ -69,7 +70,7 @@ def read_spec_source(path: str | os.PathLike[str]) -> SpecSource:
             or UTF-16 text, is empty, does not parse, or its top level is not a mapping.
     """
     file = os.fspath(path)
-    text = _read_text(Path(file), file)
+    text = read_text_file(file)
     if not text.strip():
         raise SpecError("the spec file is empty. Expected a mapping of MSL sections.", file=file)
     suffix = Path(file).suffix.lower()
@@ -96,58 +97,8 @@ def source_from_data(data: dict[Any, Any], *, file: str) -> SpecSource:
     return SpecSource(file=file, data=data, lines={}, duplicate_keys=(), format="yaml")
 
 
-def _read_text(path: Path, file: str) -> str:
-    if not path.exists():
-        raise SpecError("spec file not found. Check the path.", file=file)
-    if path.is_dir():
-        raise SpecError("this is a directory. Expected a .yaml or .json spec file.", file=file)
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(
-                f"the file has {size} bytes, more than the {MAX_SPEC_BYTES} bytes a spec may have.",
-                file=file,
-            )
-        raw = path.read_bytes()
-    except OSError as error:
-        raise SpecError(f"cannot read the spec file: {error.strerror or error}.", file=file) from error
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"  # strips a UTF-8 byte order mark when present
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise SpecError(
-            f"the file is not {encoding.removesuffix('-sig').upper()} text "
-            f"(invalid byte at offset {error.start}). Save the spec as UTF-8.",
-            file=file,
-            line=line,
-        ) from error
-
-
 def _parse_yaml(text: str, file: str) -> SpecSource:
-    loader = _SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as error:
-        raise _yaml_error(error, file) from error
-    except yaml.reader.ReaderError as error:
-        line = text[: error.position].count("\n") + 1
-        code = error.character if isinstance(error.character, int) else ord(error.character)
-        raise SpecError(
-            f"invalid YAML: the control character U+{code:04X} is not allowed in a YAML file.",
-            file=file,
-            line=line,
-        ) from error
-    except yaml.YAMLError as error:
-        raise SpecError(f"invalid YAML: {error}", file=file) from error
-    except RecursionError as error:
-        raise SpecError("invalid YAML: the document is nested too deeply.", file=file) from error
-    finally:
-        loader.dispose()
+    data, node = load_yaml(text, file)
     if node is None:
         raise SpecError(
             "the spec file has no YAML document, only comments or blank lines.", file=file
@@ -156,9 +107,25 @@ def _parse_yaml(text: str, file: str) -> SpecSource:
     return SpecSource(file, data, lines, duplicates, "yaml")
 
 
+class _LongInteger(ValueError):
+    """A JSON integer literal longer than MAX_INT_DIGITS, which int() would reject."""
+
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _parse_json_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise _LongInteger(literal)
+    return int(literal)
+
+
 def _parse_json(text: str, file: str) -> SpecSource:
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_json_int)
+    except _LongInteger as error:
+        raise _long_json_integer_error(text, error.literal, file) from None
     except json.JSONDecodeError as error:
         raise SpecError(
             f"invalid JSON: {error.msg} (column {error.colno}).", file=file, line=error.lineno
@@ -179,6 +146,19 @@ def _parse_json(text: str, file: str) -> SpecSource:
     finally:
         loader.dispose()
     return SpecSource(file, data, lines, duplicates, "json")
+
+
+def _long_json_integer_error(text: str, literal: str, file: str) -> SpecError:
+    # NOTE: the line is that of the first such literal after ':', '[' or ','. A string that
+    # contains the same digits after one of those characters would be found first.
+    match = re.search(rf"[:\[,]\s*({re.escape(literal)})(?![\d.eE])", text)
+    line = text[: match.start(1)].count("\n") + 1 if match else None
+    return SpecError(
+        f"invalid integer: it has {len(literal.lstrip('-')):,} digits, more than the "
+        f"{MAX_INT_DIGITS:,} that a number may have.",
+        file=file,
+        line=line,
+    )
 
 
 def _map_lines(
@@ -217,19 +197,6 @@ def _map_lines(
                 lines[child] = item.start_mark.line + 1
                 stack.append((item, child))
     return lines, tuple(sorted(duplicates, key=lambda entry: entry[1]))
-
-
-def _yaml_error(error: yaml.MarkedYAMLError, file: str) -> SpecError:
-    mark = error.problem_mark or error.context_mark
-    problem = error.problem or error.context or "the document does not parse"
-    if error.context and error.problem:
-        problem = f"{problem} ({error.context})"
-    column = f" (column {mark.column + 1})" if mark is not None else ""
-    return SpecError(
-        f"invalid YAML: {problem}{column}.",
-        file=file,
-        line=mark.line + 1 if mark is not None else None,
-    )
 
 
 def _kind_name(value: Any) -> str:

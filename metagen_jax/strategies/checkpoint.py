@@ -50,8 +50,13 @@ def decode_checkpoint(payload: bytes, source: Path) -> tuple[dict[str, Any], dic
         with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         header = json.loads(arrays.pop(_HEADER_KEY).tobytes().decode())
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"checkpoint {source} is unreadable ({error}); delete it or start without --resume") from None
+    except Exception as error:  # noqa: BLE001
+        # A truncated or overwritten file fails inside zipfile, zlib or numpy's format
+        # reader with BadZipFile, EOFError, IndexError, zlib.error, ValueError and more.
+        raise CheckpointError(f"checkpoint {source} is unreadable ({type(error).__name__}: {error}); "
+                              "delete it or start without --resume") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {source} has no header object; delete it or start without --resume")
     if header.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {source} has format {header.get('format')!r}, "
                               f"expected {CHECKPOINT_FORMAT}; delete it or start without --resume")

@@ -507,6 +507,31 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
     return state
 
 
+def _check_layout(restored: dict[str, Any], template: dict[str, Any], source: Path) -> None:
+    """Reject a restored state whose arrays differ from a fresh state's in name, dtype or shape.
+
+    Only the front's leading axis (its capacity, which grows during a sweep) may differ.
+    """
+    found, wanted = _flatten(restored), _flatten(template)
+    problem = None
+    if found.keys() != wanted.keys():
+        problem = f"arrays {sorted(found)} instead of {sorted(wanted)}"
+    else:
+        for name, array in wanted.items():
+            other = found[name]
+            grows = name.startswith("front.")
+            if other.dtype != array.dtype or other.shape[grows:] != array.shape[grows:]:
+                problem = f"array {name} has {other.dtype} {other.shape}, expected {array.dtype} {array.shape}"
+                break
+    if problem is None and restored["front"]["genomes"].shape[0] % DOMINANCE_BLOCK:
+        problem = f"the front's capacity is not a multiple of {DOMINANCE_BLOCK}"
+    if problem is None and not 0 <= int(restored["front_count"]) <= restored["front"]["genomes"].shape[0]:
+        problem = "front_count is outside the stored front"
+    if problem is not None:
+        raise ckpt.CheckpointError(f"checkpoint {source} does not fit this sweep: {problem}; "
+                                   "delete it or start without --resume")
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -614,6 +639,7 @@ def run_exhaustive(problem: Problem, *, out_dir: Path, chunk_size: int | None = 
     if resume:
         restored = _restore(out_dir, identity)
         if restored is not None:
+            _check_layout(restored[0], state, source)
             state, position = restored
             logger.info("resuming sweep at genome %d of %d from %s", position.next_index, size, source)
         else:
@@ -750,9 +776,16 @@ def _restore(out_dir: Path, identity: dict[str, Any]):
         ckpt.check_identity(header, identity, source)
     except ckpt.CheckpointError as error:
         raise CheckpointMismatchError(str(error)) from None
-    state = _unflatten(arrays)
-    position = _Progress(next_index=int(header["next_index"]), feasible=int(header["feasible"]),
-                         complete=bool(header["complete"]))
+    try:
+        state = _unflatten(arrays)
+        position = _Progress(next_index=int(header["next_index"]), feasible=int(header["feasible"]),
+                             complete=bool(header["complete"]))
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ckpt.CheckpointError(f"checkpoint {source} is incomplete ({type(error).__name__}: {error}); "
+                                   "delete it or start without --resume") from None
+    if not 0 <= position.next_index <= int(header.get("space_size", position.next_index)):
+        raise ckpt.CheckpointError(f"checkpoint {source} has next_index {position.next_index} outside the "
+                                   "space; delete it or start without --resume")
     return state, position
 
 

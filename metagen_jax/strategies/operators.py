@@ -29,6 +29,8 @@ class VariationSettings:
     Attributes:
         crossover_rate: probability that a child mixes two parents; otherwise it copies
             the first parent before mutation.
+        crossover_eta: distribution index of simulated binary crossover; larger values
+            keep children closer to their parents.
         gene_mutation_rate: probability that each gene mutates. A child whose draw selects
             no gene still mutates one gene chosen at random, so no child is a plain copy.
         width_scale: factor by which a multiplicative width step multiplies or divides
@@ -43,6 +45,7 @@ class VariationSettings:
     """
 
     crossover_rate: float = 0.9
+    crossover_eta: float = 5.0
     gene_mutation_rate: float = 0.1
     width_scale: float = 1.25
     max_width_steps: int = 4
@@ -57,6 +60,8 @@ class VariationSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if not self.crossover_eta >= 0.0:
+            raise ValueError(f"crossover_eta must be at least 0, got {self.crossover_eta}")
         if self.width_scale <= 1.0:
             raise ValueError(f"width_scale must be greater than 1, got {self.width_scale}")
         for name in ("max_width_steps", "max_depth_step", "max_head_step", "max_kv_step",
@@ -151,26 +156,70 @@ def survivor_order(ranks: jax.Array, crowding: jax.Array) -> jax.Array:
 # Crossover -----------------------------------------------------------------------------
 
 
-def uniform_crossover(key: jax.Array, first: jax.Array, second: jax.Array, rate: float) -> jax.Array:
-    """Mix two parent populations gene by gene into one child population.
+def _gene_coordinates(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bound of each gene in crossover coordinates (the width in 64-steps)."""
+    b = space.bounds
+    lower = np.zeros(NUM_GENES, dtype=np.float32)
+    upper = np.zeros(NUM_GENES, dtype=np.float32)
+    lower[HIDDEN], upper[HIDDEN] = 0, (b.hidden_max - b.hidden_min) // HIDDEN_STEP
+    lower[LAYERS], upper[LAYERS] = b.layers_min, b.layers_max
+    lower[HEADS], upper[HEADS] = b.heads_min, b.heads_max
+    lower[KV_HEADS], upper[KV_HEADS] = 1, b.heads_max
+    lower[FFN_QUARTERS], upper[FFN_QUARTERS] = b.ffn_quarters_min, b.ffn_quarters_max
+    return lower, upper
 
-    With probability `rate` a child takes each gene from either parent with equal chance;
-    otherwise it copies `first`. The kv-heads gene always comes from the parent that gave
-    the heads gene, because kv heads are only meaningful as a divisor of those heads.
+
+def _spread_factor(uniform: jax.Array, room: jax.Array, eta: float) -> jax.Array:
+    """Bounded SBX spread factor for uniforms in [0, 1) and the room to the bound in gaps."""
+    beta = 1.0 + 2.0 * room
+    alpha = 2.0 - beta ** -(eta + 1.0)
+    inside = uniform * alpha
+    exponent = 1.0 / (eta + 1.0)
+    return jnp.where(uniform <= 1.0 / alpha, inside ** exponent, (1.0 / (2.0 - inside)) ** exponent)
+
+
+def simulated_binary_crossover(key: jax.Array, space: SearchSpace, first: jax.Array, second: jax.Array,
+                               rate: float, eta: float) -> jax.Array:
+    """Cross two parent populations gene by gene with bounded simulated binary crossover.
+
+    The width is crossed in 64-steps, the other genes as integers. With probability
+    `rate` a child crosses its parents; then each gene where they differ is crossed with
+    probability 1/2: the child lands at (y1 + y2) / 2 -/+ beta * (y2 - y1) / 2, on the
+    lower or upper side with equal chance, with the spread factor beta drawn so that
+    P(beta > b) = b^-(eta + 1) / 2 away from the bounds and never past them, then rounded.
+    Other genes copy `first`. Heads and kv heads may no longer divide the width: mutation
+    repairs them.
+
+    Reference: Deb and Agrawal (1995), "Simulated binary crossover for continuous search
+    space", Complex Systems 9(2), with the bounded form of Deb's NSGA-II code.
 
     Args:
         key: PRNG key.
+        space: the search space, for the gene bounds.
         first, second: (P, NUM_GENES) int32 parents.
-        rate: crossover probability.
+        rate: crossover probability per child.
+        eta: distribution index (0 spreads widely; 20 stays close to the parents).
 
     Returns:
         (P, NUM_GENES) int32 children, possibly invalid until repaired.
     """
-    uniform = jax.random.uniform(key, (first.shape[0], NUM_GENES + 1))
-    mixes = uniform[:, :1] < rate
-    from_second = uniform[:, 1:] < 0.5
-    from_second = from_second.at[:, KV_HEADS].set(from_second[:, HEADS])
-    return jnp.where(mixes & from_second, second, first)
+    lower, upper = (jnp.asarray(bound) for bound in _gene_coordinates(space))
+    shift = jnp.zeros(NUM_GENES, dtype=jnp.float32).at[HIDDEN].set(space.bounds.hidden_min)
+    scale = jnp.ones(NUM_GENES, dtype=jnp.float32).at[HIDDEN].set(HIDDEN_STEP)
+    x1 = (first.astype(jnp.float32) - shift) / scale
+    x2 = (second.astype(jnp.float32) - shift) / scale
+
+    uniform = jax.random.uniform(key, (first.shape[0], 3 * NUM_GENES + 1))
+    spread_draw, gene_draw, side_draw = (uniform[:, i * NUM_GENES:(i + 1) * NUM_GENES] for i in range(3))
+    crossed = (uniform[:, -1:] < rate) & (gene_draw < 0.5) & (x1 != x2)
+
+    low, high = jnp.minimum(x1, x2), jnp.maximum(x1, x2)
+    gap = jnp.where(high > low, high - low, 1.0)
+    below = 0.5 * (low + high - _spread_factor(spread_draw, (low - lower) / gap, eta) * gap)
+    above = 0.5 * (low + high + _spread_factor(spread_draw, (upper - high) / gap, eta) * gap)
+    child = jnp.clip(jnp.where(side_draw < 0.5, below, above), lower, upper)
+    child = jnp.where(crossed, jnp.rint(child), x1)
+    return (child * scale + shift).astype(jnp.int32)
 
 
 # Mutation ------------------------------------------------------------------------------
