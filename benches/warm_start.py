@@ -75,7 +75,7 @@ def warm_genomes(engine: ArchitectureSearchEngine, history_dir: Path | None) -> 
     if session is None:
         raise RuntimeError(f"the history in {history_dir} did not open")
     try:
-        genomes, _ = session.warm_start(engine.problem.space, engine.budget, engine.strategy, engine.seed)
+        genomes, _ = session.warm_start(engine.problem, engine.budget, engine.strategy, engine.seed)
     finally:
         session.history.close()
     return genomes

@@ -153,7 +153,7 @@ class ArchitectureSearchEngine:
         if self.history_dir is not None:
             session = HistorySession.open(self.history_dir, self.requirements, self.raw_spec, self.warnings)
         if session is not None:
-            warm, source_runs = session.warm_start(self.problem.space, self.budget, self.strategy, self.seed)
+            warm, source_runs = session.warm_start(self.problem, self.budget, self.strategy, self.seed)
             extras["history"] = {"warm_start_candidates": int(len(warm)), "source_runs": source_runs}
 
         tick = time.perf_counter()

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from metagen_jax.result import Candidate
-from metagen_jax.space import SearchSpace
+from metagen_jax.problem import Problem
 from metagen_jax.specs.requirements import Requirements
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,16 @@ class HistorySession:
         source = raw_spec if raw_spec is not None else dataclasses.asdict(requirements)
         return cls(history, spec_features(requirements), spec_hash(source), warnings)
 
-    def warm_start(self, space: SearchSpace, budget: int, strategy: str, seed: int) -> tuple[np.ndarray, list[int]]:
-        """Repair the nearest earlier runs' fronts into `space`; at most a quarter of the budget.
+    def warm_start(self, problem: Problem, budget: int, strategy: str, seed: int) -> tuple[np.ndarray, list[int]]:
+        """Repair the nearest earlier runs' fronts into the problem's space, up to a quarter of the budget.
 
-        Runs of the same spec, strategy and seed are skipped, so repeating a search gives
-        the same result as the first time instead of feeding on its own output.
+        The genomes come back in the order in which NSGA-II survival would keep them under
+        this problem's objectives and constraints (see `order_by_survival`), so a strategy
+        that takes only the first few gets feasible, well spread ones. Runs of the same
+        spec, strategy and seed are skipped, so repeating a search gives the same result as
+        the first time instead of feeding on its own output.
         """
+        space = problem.space
         from metagen_jax.history import warm_start_genomes
 
         count = int(budget * WARM_START_SHARE)
@@ -66,7 +70,7 @@ class HistorySession:
                                    on_warning=lambda message: self.warnings.append(f"history: {message}"))
         if len(start.genomes):
             logger.info("warm start: %d genomes from runs %s", len(start.genomes), start.source_run_ids)
-        return np.asarray(start.genomes, dtype=np.int32), list(start.source_run_ids)
+        return order_by_survival(problem, np.asarray(start.genomes, dtype=np.int32)), list(start.source_run_ids)
 
     def record(self, spec_name: str, strategy: str, seed: int, front: list[Candidate],
                warnings: list[str]) -> int | None:
@@ -114,3 +118,26 @@ def merge_warm_start(warm: np.ndarray, fresh: np.ndarray, budget: int) -> tuple[
     keep = np.sort(first)[:budget]
     sources = ["history" if index < len(warm) else "search" for index in keep]
     return combined[keep], sources
+
+
+def order_by_survival(problem: Problem, genomes: np.ndarray) -> np.ndarray:
+    """Sort genomes by constrained non-dominated rank under `problem`, then by decreasing crowding.
+
+    Seeds from a related spec may break this spec's constraints: a front recorded for a 6B..9B
+    budget has many genomes below a 7B minimum. This order puts the feasible front first and
+    spreads it along the front, as NSGA-II's survival would.
+    """
+    if len(genomes) == 0:
+        return genomes
+    from metagen_jax import pareto
+    from metagen_jax.ranking import pad_to_bucket
+    from metagen_jax.strategies.operators import survivor_order
+
+    evaluation = problem.evaluate_host(genomes)
+    objectives, violation = pad_to_bucket(np.asarray(evaluation.objectives, dtype=np.float32),
+                                          np.asarray(evaluation.violation, dtype=np.float32))
+    ranks = pareto.constrained_nondominated_rank(objectives, violation)
+    crowding = pareto.crowding_distance(objectives, ranks)
+    # Padding rows rank after every real row, so the first len(genomes) places are real rows.
+    order = np.asarray(survivor_order(ranks, crowding))[: len(genomes)]
+    return genomes[order]

@@ -77,7 +77,7 @@ class Constraints:
         return cls(
             min_params=_as_float(requirements.min_params),
             max_params=_as_float(requirements.max_params),
-            memory_limit_bytes=float(memory) if memory is not None else device.memory_capacity,
+            memory_limit_bytes=_as_float(memory if memory is not None else device.memory_capacity),
             latency_ms=_as_float(requirements.latency_ms),
             throughput=_as_float(requirements.throughput),
         )

@@ -21,7 +21,7 @@ DEFAULT_PROTOTYPE_CANDIDATES = 16
 
 
 def rank_by_prototypes(result: SearchResult, *, steps: int, seed: int, count: int = DEFAULT_PROTOTYPE_CANDIDATES,
-                       data_path: Path | None = None, progress=None) -> None:
+                       data_path: Path | None = None, data=None, progress=None) -> None:
     """Train prototypes of the leading candidates and re-order them by validation loss, in place."""
     from metagen_jax.prototype import load_prototype_data, train_prototypes
 
@@ -29,7 +29,8 @@ def rank_by_prototypes(result: SearchResult, *, steps: int, seed: int, count: in
     if not chosen:
         return
     genomes = np.array([c.genome for c in chosen], dtype=np.int32)
-    data = load_prototype_data(data_path) if data_path is not None else None
+    if data is None and data_path is not None:
+        data = load_prototype_data(data_path)
     callback = None if progress is None else (lambda step: progress("prototype training", step, steps))
     outcome = train_prototypes(genomes, steps=steps, seed=seed, data=data, progress=callback)
 

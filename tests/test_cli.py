@@ -92,6 +92,19 @@ def test_automl_exhaustive_sweep_and_resume(tmp_path):
     assert resumed["pareto_front"] == data["pareto_front"]
 
 
+@pytest.mark.parametrize("device", ["h100", "a100", "mi300x", "tpu-v5p", "cpu"])
+def test_automl_device_capacity_as_memory_limit(tmp_path, device):
+    # Without a memory budget the device's capacity is the limit; capacities above 2^31
+    # bytes once overflowed the jitted violation.
+    text = TINY.read_text().replace("  memory_budget: 2GB\n", "").replace("device: cpu", f"device: {device}")
+    spec_path = tmp_path / "no_memory_budget.yaml"
+    spec_path.write_text(text)
+    result = invoke("automl", spec_path, "-o", tmp_path / "out", "--search-budget", "16", "--no-history")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out" / "automl_results.json").read_text())
+    assert data["summary"]["evaluated"] == 16
+
+
 def _error_line(result) -> str:
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.output
@@ -197,3 +210,62 @@ def test_validate_bad_spec(tmp_path: Path):
     line = _error_line(result)
     assert "constraints.parameter_budget.max" in line
     assert "bad.yaml" in line
+
+
+def test_automl_interrupt_swallowed_by_search_writes_nothing(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import metagen_jax.engine as engine_module
+
+    # A SIGINT whose KeyboardInterrupt some callee catches and ignores, as Python does for
+    # exceptions raised in garbage-collection callbacks: the search runs to its end.
+    original = engine_module.random_search_genomes
+
+    def interrupted_sampling(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "random_search_genomes", interrupted_sampling)
+    results = tmp_path / "automl_results.json"
+    results.write_text("previous results\n")
+    result = invoke("automl", TINY, "-o", tmp_path, "--search-budget", "32", "--no-history")
+    assert result.exit_code == 130
+    assert "interrupted" in _error_line(result)
+    assert results.read_text() == "previous results\n"
+
+
+def test_automl_interrupt_reaching_command_exits_130(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import metagen_jax.engine as engine_module
+
+    def interrupted_sampling(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("SIGINT did not interrupt the search")
+
+    monkeypatch.setattr(engine_module, "random_search_genomes", interrupted_sampling)
+    result = invoke("automl", TINY, "-o", tmp_path, "--search-budget", "32", "--no-history")
+    assert result.exit_code == 130
+    assert "no results were written" in _error_line(result)
+    assert not (tmp_path / "automl_results.json").exists()
+
+
+def test_automl_bad_prototype_data_rejected_before_search(tmp_path, monkeypatch):
+    import metagen_jax.engine as engine_module
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search ran before --prototype-data was checked")
+
+    monkeypatch.setattr(engine_module.ArchitectureSearchEngine, "search", no_search)
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.array([3, 1, 2**31 - 5], dtype=np.int64))
+    result = invoke("automl", TINY, "-o", tmp_path / "out", "--no-history", "--train-prototypes",
+                    "--prototype-data", ids)
+    assert result.exit_code == 2
+    assert "--prototype-data" in _error_line(result)
+    assert "dense vocabulary" in _error_line(result)

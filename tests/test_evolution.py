@@ -464,6 +464,37 @@ def test_run_same_seed_same_result(problem, long_run):
     assert not np.array_equal(np.asarray(state.genomes), np.asarray(other_state.genomes))
 
 
+FOUR_DEVICE_RUN = """
+import hashlib, jax, numpy as np
+from metagen_jax.problem import build_problem
+from metagen_jax.specs.requirements import Requirements
+from metagen_jax.strategies.evolution import run_generations
+assert jax.device_count() == 4, jax.devices()
+requirements = Requirements(
+    name="t", min_params=6_000_000_000, max_params=9_000_000_000,
+    memory_budget_bytes=24_000_000_000, context_tokens=262144, device="consumer_gpu",
+    training_tokens=2e12, training_data_unit="tokens")
+problem = build_problem(requirements, ("params", "latency", "performance"))
+state, history = run_generations(jax.random.key(11), problem, 64, 30, block_size=7)
+print(hashlib.sha256(np.asarray(state.genomes).tobytes() + history.children.tobytes()).hexdigest())
+"""
+
+
+def test_run_same_result_on_four_devices(problem, long_run):
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    state, history = long_run
+    expected = hashlib.sha256(np.asarray(state.genomes).tobytes() + history.children.tobytes()).hexdigest()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    completed = subprocess.run([sys.executable, "-c", FOUR_DEVICE_RUN], env=env, capture_output=True, text=True,
+                               timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == expected
+
+
 def test_evolution_beats_random_search(problem, space, long_run):
     _, history = long_run
     evaluated = np.concatenate([history.initial_population, history.children.reshape(-1, NUM_GENES)])

@@ -953,3 +953,33 @@ def test_cli_error_prefix(populated: Path) -> None:
     assert "run 999 not found" in _single_error_line(unknown.stderr)
     assert missing.exit_code == 2
     assert "does not exist" in _single_error_line(missing.stderr)
+
+
+def test_seeds_ordered_feasible_front_first() -> None:
+    import jax
+
+    from metagen_jax.engine_history import order_by_survival
+    from metagen_jax.problem import build_problem
+
+    requirements = Requirements(
+        name="t", min_params=7_000_000_000, max_params=10_000_000_000, memory_budget_bytes=None,
+        context_tokens=8192, device="h100", training_tokens=2e12, training_data_unit="tokens")
+    problem = build_problem(requirements, ("params", "latency", "performance"))
+    genomes = np.asarray(problem.space.sample(jax.random.key(3), 300))
+    ordered = order_by_survival(problem, genomes)
+
+    evaluation = problem.evaluate_host(ordered)
+    objectives, violation = np.asarray(evaluation.objectives), np.asarray(evaluation.violation)
+    feasible = violation <= 0
+    points = objectives[feasible]
+    on_front = np.zeros(len(ordered), dtype=bool)
+    for row in np.flatnonzero(feasible):
+        dominated = np.all(points <= objectives[row], axis=1) & np.any(points < objectives[row], axis=1)
+        on_front[row] = not dominated.any()
+    front_size = int(on_front.sum())
+    assert 0 < front_size < int(feasible.sum()) < len(ordered)
+    # The feasible front comes first, then the other feasible genomes, then the infeasible ones.
+    assert on_front[:front_size].all()
+    assert feasible[: int(feasible.sum())].all()
+    assert np.all(np.diff(violation[int(feasible.sum()):]) >= 0)
+    assert sorted(map(tuple, ordered.tolist())) == sorted(map(tuple, genomes.tolist()))

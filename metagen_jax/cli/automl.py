@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +25,8 @@ from metagen_jax.cli.common import (
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "automl_results.json"
+# The shell's code for a process ended by SIGINT.
+INTERRUPTED_EXIT_CODE = 130
 
 
 def automl(
@@ -82,6 +86,15 @@ def automl(
     if seed is not None and not 0 <= seed < 2**32:
         raise fail(f"--seed must be from 0 to 4294967295, got {seed}")
     parsed = load_spec_or_fail(spec_path)
+    prototype_tokens = None
+    if train_prototypes and prototype_data is not None:
+        # Read and check the data before the search, so a bad file costs no search time.
+        from metagen_jax.prototype import load_prototype_data
+
+        try:
+            prototype_tokens = load_prototype_data(prototype_data)
+        except (ValueError, OSError) as error:
+            raise fail(f"--prototype-data: {error}") from None
     multi_host_options = coordinator_address or num_processes is not None or process_id is not None
     if multi_host_options or strategy.strip().lower() == "exhaustive":
         # With no options this joins a cluster only when JAX's cluster environment is set.
@@ -100,7 +113,9 @@ def automl(
     if seed is None:
         seed = parsed.requirements.seed
 
-    with _progress_bar() as (progress_callback, _):
+    sweep = strategy.strip().lower() == "exhaustive"
+    # The sweep stops at a chunk boundary and saves its partial results on SIGINT by itself.
+    with _InterruptGuard(enabled=not sweep) as guard, _progress_bar(guard) as (progress_callback, _):
         try:
             engine = ArchitectureSearchEngine(
                 spec=parsed, budget=search_budget, strategy=strategy, seed=seed,
@@ -122,13 +137,11 @@ def automl(
         if train_prototypes:
             from metagen_jax.prototype_ranking import rank_by_prototypes
 
-            try:
-                rank_by_prototypes(result, steps=prototype_steps, seed=seed, count=prototype_candidates,
-                                   data_path=prototype_data, progress=progress_callback)
-            except ValueError as error:
-                # Unreadable or invalid --prototype-data; nothing has been written yet.
-                raise fail(f"--prototype-data: {error}") from None
+            rank_by_prototypes(result, steps=prototype_steps, seed=seed, count=prototype_candidates,
+                               data=prototype_tokens, progress=progress_callback)
 
+    if guard.received:
+        raise fail("interrupted (SIGINT); no results were written", code=INTERRUPTED_EXIT_CODE)
     if not engine.is_writer:
         # Multi-host sweep: process 0 writes the results for everyone.
         raise typer.Exit(code=engine.exit_code)
@@ -193,8 +206,49 @@ def format_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
+class _InterruptGuard:
+    """Remember a SIGINT during the search, so that an interrupted search writes no results.
+
+    Python raises KeyboardInterrupt in whatever code runs when the signal arrives. Raised inside
+    a callback that JAX or XLA calls (for example on garbage collection), it is printed as
+    ignored and the search goes on, and would then overwrite the previous results file. The
+    flag set here survives that. A KeyboardInterrupt that does reach the command ends it with
+    exit code 130 and no results written.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received = False
+        self._previous = None
+
+    def __enter__(self) -> _InterruptGuard:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, number, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt when a SIGINT arrived and was swallowed since."""
+        if self.received:
+            raise KeyboardInterrupt
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+        if kind is KeyboardInterrupt:
+            self.received = True
+            raise fail("interrupted (SIGINT); no results were written", code=INTERRUPTED_EXIT_CODE)
+        return False
+
+
 class _progress_bar:
     """A rich progress bar fed by the engine's (phase, done, total) callback."""
+
+    def __init__(self, guard: _InterruptGuard) -> None:
+        self._guard = guard
 
     def __enter__(self):
         self._progress = Progress(
@@ -205,6 +259,7 @@ class _progress_bar:
         self._tasks: dict[str, int] = {}
 
         def callback(phase: str, done: int, total: int) -> None:
+            self._guard.check()
             if phase not in self._tasks:
                 self._tasks[phase] = self._progress.add_task(phase, total=total)
             self._progress.update(self._tasks[phase], completed=done, total=total)

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 try:  # typer 0.29.2 ships click inside the package, as typer._click
@@ -29,10 +30,10 @@ if not console.is_terminal:
 error_console = Console(stderr=True)
 
 
-def fail(message: str) -> typer.Exit:
-    """Print `message` as one error line on stderr and return the exit (code 2) to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print `message` as one error line on stderr and return the exit (code 2 by default) to raise."""
+    error_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code=code)
 
 
 class OneLineErrorGroup(TyperGroup):
@@ -58,7 +59,7 @@ class OneLineErrorGroup(TyperGroup):
         except click_exceptions.UsageError as error:
             sys.exit(fail(usage_error_message(error)).exit_code)
         except click_exceptions.ClickException as error:
-            error_console.print(f"[bold red]error:[/] {_one_line(error.format_message())}",
+            error_console.print(f"[bold red]error:[/] {escape(_one_line(error.format_message()))}",
                                 markup=True, highlight=False, soft_wrap=True)
             sys.exit(error.exit_code)
         except typer.Abort:
@@ -137,4 +138,4 @@ def check_output_folder(folder: Path) -> None:
 
 def print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
-        error_console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False, soft_wrap=True)
+        error_console.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False, soft_wrap=True)

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from metagen_jax.history.schema import GENE_COLUMNS
@@ -62,14 +61,13 @@ _SI_PREFIXES = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k"))
 def _fail(message: str) -> typer.Exit:
     from metagen_jax.cli.common import fail
 
-    # fail() prints with rich markup on, so brackets in paths and stored values are escaped.
-    return fail(escape(message))
+    return fail(message)
 
 
 def _warn(message: str) -> None:
     from metagen_jax.cli.common import print_warnings
 
-    print_warnings([escape(message)])
+    print_warnings([message])
 
 
 def _open_existing(directory: Path, *, writable: bool = False) -> SearchHistory | None:

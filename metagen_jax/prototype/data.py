@@ -36,6 +36,10 @@ import numpy as np
 TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 BYTE_VOCAB_SIZE = 256
+# Largest vocabulary a prototype's embedding gets from a .npy file: the largest id plus one.
+# Real tokenizers stay far below it (GPT-2 50,257, Llama 3 128,256, Gemma 256,000); an
+# embedding this large already needs 2^20 x width x 4 bytes per prototype.
+MAX_TOKEN_VOCAB = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,8 +251,9 @@ def _load_token_array(path: str) -> np.ndarray:
         raise ValueError(f"{path}: expected integer token ids, got dtype {array.dtype}")
     if array.min() < 0:
         raise ValueError(f"{path}: token ids must be non-negative, found {int(array.min())}")
-    if array.max() >= np.iinfo(np.int32).max:
-        raise ValueError(f"{path}: token ids must be below 2^31 - 1, found {int(array.max())}")
+    if array.max() >= MAX_TOKEN_VOCAB:
+        raise ValueError(f"{path}: token ids must be below {MAX_TOKEN_VOCAB:,}, found {int(array.max()):,}; "
+                         "map the ids to a dense vocabulary first")
     return array.astype(np.int32)
 
 

@@ -49,8 +49,9 @@ PROGRESS_UPDATES = 20
 # Measured by benches/warm_start.py on related 8B specs: a population made only of an earlier
 # front, or half of one, ended below a cold start. A fifth reached 0.95 and 0.97 of the exact
 # hypervolume sooner than cold.
-# NOTE: even a fifth stalls near 0.98 while a cold run keeps improving. Why NSGA-II loses
-# its diversity after a warm start is not understood yet.
+# NOTE: even with a fifth, warm runs stall near 0.98 while cold runs keep improving. A likely
+# cause: the seeds dominate the uniform samples, which die in the first survival, so the part
+# of the front that the earlier run did not cover is reached only by extending its boundary.
 SEED_SHARE = 0.2
 # Monte Carlo samples of the hypervolume history with four or more objectives.
 HYPERVOLUME_SAMPLES = 20_000

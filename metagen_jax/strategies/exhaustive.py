@@ -60,7 +60,7 @@ DEFAULT_CHUNK_PER_DEVICE = {"cpu": 1 << 20}
 DEFAULT_ACCELERATOR_CHUNK_PER_DEVICE = 1 << 23
 DEFAULT_FRONT_CAPACITY = 16384
 DEFAULT_SURVIVOR_CAPACITY = 16384
-# Per-device chunks up to this length keep every row; longer ones start with a fifth.
+# Per-device chunks up to this length keep every row; longer ones start with a third.
 SMALL_CHUNK = 1 << 16
 
 # Per-device chunks are whole multiples of this many genomes.
@@ -347,7 +347,7 @@ def _evaluate_chunk(shape: _ChunkShape, dominators, dominator_count, need_infeas
     infeasible_key, infeasible_valid, infeasible_pick = jax.lax.cond(need_infeasible, least_violating, skipped)
 
     # Keep the rows of ROW_WIDTH genomes that contain a feasible one. Everything below runs
-    # on those slots only (up to a fifth of a chunk in the 8B spec).
+    # on those slots only (about a quarter of a chunk in the 8B spec).
     row_has_feasible = jnp.any(feasible.reshape(-1, ROW_WIDTH), axis=1)
     row_count = jnp.sum(row_has_feasible)
     row_pick = compact(row_has_feasible, shape.row_capacity)
@@ -648,7 +648,7 @@ def run_exhaustive(problem: Problem, *, out_dir: Path, chunk_size: int | None = 
     rows = per_device // ROW_WIDTH
     sizes = _Buffers(
         per_device=per_device,
-        row_capacity=rows if per_device <= SMALL_CHUNK else min(rows, _round_up(rows // 5, 64)),
+        row_capacity=rows if per_device <= SMALL_CHUNK else min(rows, _round_up(rows // 3, 64)),
         survivor_capacity=_round_up(survivor_capacity, DOMINANCE_BLOCK),
         front_capacity=int(state["front"]["objectives"].shape[0]),
         top_k=int(top_k),
