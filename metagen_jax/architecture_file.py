@@ -5,10 +5,15 @@ num_heads, num_kv_heads, ffn_hidden_size or ffn_multiplier, ffn_type (plain or g
 vocab_size, tie_embeddings, norm (layernorm or rmsnorm), bias, position (learned, rotary or
 none), max_position_embeddings, context_length, type_vocab_size, embedding_norm,
 final_norm, pooler, task (lm, classifier, embedding, regression), num_classes,
-embedding_dim, causal, and for vision image_size, patch_size, num_channels.
+embedding_dim, causal, and for vision image_size, patch_size, num_channels. State-space
+layers take the Hugging Face MambaConfig names state_size, expand, conv_kernel and
+time_step_rank ("auto" for ceil(hidden_size / 16)), and a hybrid takes JambaConfig's
+attn_layer_period (layers per attention layer, 8 by default).
 
-family accepts the spec's family names and aliases (gpt, bert, vit, resnet, ...), except
-state-space names such as mamba: the cost model has no state-space block to price them.
+family accepts the spec's family names and aliases (gpt, bert, vit, resnet, ...). The
+state-space names (ssm, mamba, mamba2, state_space) describe a pure Mamba model here,
+every layer a Mamba block without FFN, while a spec reads them as the hybrid family.
+Write family: hybrid for attention and Mamba layers mixed as in Jamba.
 
 The context (sequence length) that the model is costed at comes from the first of these
 that is given: the `context_length` argument (`metagen estimate --context-length`), the
@@ -26,6 +31,7 @@ from typing import Any
 from metagen_jax.cost.architecture import (
     BYTES_PER_WEIGHT,
     DEFAULT_TEXT_VOCAB,
+    STATE_SPACE_FAMILIES,
     ArchitectureConfig,
     Dims,
     config_from_requirements,
@@ -40,7 +46,13 @@ KNOWN_FIELDS = {
     "ffn_multiplier", "ffn_type", "vocab_size", "tie_embeddings", "norm", "bias", "position",
     "max_position_embeddings", "context_length", "type_vocab_size", "embedding_norm", "final_norm",
     "pooler", "task", "num_classes", "embedding_dim", "causal", "image_size", "patch_size",
-    "num_channels", "weight_dtype",
+    "num_channels", "weight_dtype", "state_size", "expand", "conv_kernel", "time_step_rank",
+    "attn_layer_period",
+}
+# Fields of the Mamba block, with the ArchitectureConfig attribute each sets.
+STATE_SPACE_FIELDS = {
+    "state_size": "ssm_state_size", "expand": "ssm_expand", "conv_kernel": "ssm_conv_kernel",
+    "time_step_rank": "ssm_dt_rank",
 }
 CHOICES = {
     "ffn_type": ("plain", "gated"),
@@ -51,10 +63,10 @@ CHOICES = {
 }
 
 
-FAMILIES = ("transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn")
+FAMILIES = ("transformer", "diffusion", "hybrid", "ssm", "mlp", "cnn", "gnn")
 _SUPPORTED_FAMILIES = (
-    f"Supported families: {', '.join(FAMILIES)} (hybrid is costed as a transformer with "
-    "attention in every layer), or an alias such as gpt, bert, vit or resnet"
+    f"Supported families: {', '.join(FAMILIES)}, or an alias such as gpt, bert, vit, mamba "
+    "or resnet"
 )
 
 # Largest size a field may take: far above any published model, and small enough that every
@@ -114,9 +126,7 @@ def _family_field(data: dict[str, Any], path: Path) -> str | None:
         raise ArchitectureFileError(
             f"{path}: family: expected a string, got {describe_value(value)}. {_SUPPORTED_FAMILIES}.")
     if is_state_space_family(value):
-        raise ArchitectureFileError(
-            f"{path}: family: {describe_value(value)} cannot be costed, because the cost model has no "
-            f"state-space (Mamba) block. {_SUPPORTED_FAMILIES}.")
+        return "ssm"
     family = canonical_family(value)
     if family is None:
         raise ArchitectureFileError(
@@ -225,7 +235,39 @@ def _config_from_fields(data: dict[str, Any], path: Path, base: ArchitectureConf
     elif positions is not None and "sequence_length" not in changes and not spec_given:
         # Without a spec, the model's own position limit is the context it is costed at.
         changes["sequence_length"] = positions
+    changes.update(_state_space_fields(data, path, changes.get("family", base.family)))
     config = dataclasses.replace(base, **changes)
     if config.position == "learned" and config.max_positions == 0:
         config = dataclasses.replace(config, max_positions=config.sequence_length)
     return config
+
+
+def _state_space_fields(data: dict[str, Any], path: Path, family: str) -> dict[str, Any]:
+    """Read the Mamba block sizes and the hybrid's attention period into config changes."""
+    changes: dict[str, Any] = {}
+    present = [key for key in (*STATE_SPACE_FIELDS, "attn_layer_period") if data.get(key) is not None]
+    if present and family not in STATE_SPACE_FAMILIES:
+        raise ArchitectureFileError(
+            f"{path}: {present[0]}: applies only to the ssm and hybrid families, but the family is "
+            f"{family}. Set family: mamba or family: hybrid, or remove {present[0]}.")
+    rank = data.get("time_step_rank")
+    if isinstance(rank, str):
+        if rank.strip().lower() != "auto":
+            raise ArchitectureFileError(
+                f"{path}: time_step_rank: expected a whole number or auto, got {describe_value(rank)}")
+        # 0 is the config's value for the reference's "auto" rank, ceil(hidden_size / 16).
+        changes["ssm_dt_rank"] = 0
+    for key, attribute in STATE_SPACE_FIELDS.items():
+        if attribute in changes:
+            continue
+        value = _field(data, path, key, int, minimum=1)
+        if value is not None:
+            changes[attribute] = value
+    period = _field(data, path, "attn_layer_period", int, minimum=1)
+    if period is not None:
+        if family != "hybrid":
+            raise ArchitectureFileError(
+                f"{path}: attn_layer_period: applies only to the hybrid family, but the family is "
+                f"{family}. Set family: hybrid, or remove attn_layer_period.")
+        changes["attention_period"] = period
+    return changes

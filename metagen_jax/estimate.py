@@ -45,6 +45,7 @@ def estimate_architecture(architecture: ArchitectureFile, requirements: Requirem
         "train_flops_per_token": scalar(metrics.train_flops_per_token),
         "weights_bytes": scalar(metrics.weight_bytes),
         "kv_cache_bytes": scalar(metrics.kv_cache_bytes),
+        "state_bytes": scalar(metrics.state_bytes),
         "activation_bytes": scalar(metrics.activation_bytes),
         "memory_gb": scalar(metrics.memory_bytes) / GIGA,
         "prefill_ms": scalar(metrics.prefill_ms),

@@ -103,11 +103,24 @@ def build_problem(requirements: Requirements, objectives: tuple[str, ...],
     cost_model = CostModel(config=config, device=device, quality=quality)
     constraints = Constraints.from_requirements(requirements, device)
     bounds = narrow_bounds(
-        GeneBounds(attention=config.has_attention), cost_model,
+        _starting_bounds(config), cost_model,
         max_params=requirements.max_params, min_params=requirements.min_params,
         memory_limit_bytes=constraints.memory_limit_bytes,
     )
     return Problem(requirements, SearchSpace.from_bounds(bounds), cost_model, constraints, objectives)
+
+
+def _starting_bounds(config) -> GeneBounds:
+    """Gene bounds before the budgets narrow them: genes the family does not use are pinned.
+
+    Without attention (mlp, cnn, gnn, ssm) `GeneBounds` pins the head genes. Without an FFN
+    (ssm: a Mamba-1 block is the whole layer) the FFN gene is pinned to its smallest value,
+    so the space does not repeat every architecture once per FFN step.
+    """
+    bounds = GeneBounds(attention=config.has_attention)
+    if not config.has_ffn:
+        bounds = dataclasses.replace(bounds, ffn_quarters_max=bounds.ffn_quarters_min)
+    return bounds
 
 
 # Conversions of non-token training data to tokens, estimates for the scaling law only.

@@ -35,6 +35,7 @@ class Candidate:
     memory_gb: float
     weights_gb: float
     kv_cache_gb: float
+    state_gb: float
     activations_gb: float
     predicted_loss: float
     score: float

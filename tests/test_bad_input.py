@@ -189,14 +189,13 @@ def test_estimate_context_length_range(value):
     )
 
 
-def test_estimate_mamba_family_explained(tmp_path):
+def test_estimate_mamba_family_is_pure_ssm(tmp_path):
+    # mamba-130m: 24 layers of 3,771,648 parameters, tied 50,280 x 768 embedding, final norm.
     mamba = tmp_path / "mamba.yaml"
-    mamba.write_text("hidden_size: 768\nnum_layers: 24\nfamily: mamba\n")
-    result = invoke("estimate", mamba)
-    assert result.exit_code == 2
-    line = error_line(result.output)
-    assert line.startswith(f"error: {mamba}: family: 'mamba' cannot be costed, because the cost model has no state-space")
-    assert "Supported families: transformer, diffusion, hybrid, mlp, cnn, gnn" in line
+    mamba.write_text("hidden_size: 768\nnum_layers: 24\nfamily: mamba\nvocab_size: 50280\ntie_embeddings: true\n")
+    result = invoke("estimate", mamba, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["params"] == 129_135_360
 
 
 def test_estimate_family_alias_accepted(tmp_path):

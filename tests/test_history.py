@@ -328,14 +328,20 @@ def test_foreign_database_moved_aside(tmp_path: Path) -> None:
     moved_database.close()
 
 
-def test_newer_schema_turns_history_off(tmp_path: Path) -> None:
-    path = tmp_path / DATABASE_NAME
+def _write_newer_schema_database(directory: Path) -> Path:
+    """Create a history database that claims the next schema version; return its path."""
+    path = directory / DATABASE_NAME
     newer = sqlite3.connect(path)
     newer.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     newer.execute("CREATE TABLE future (x INTEGER)")
     newer.commit()
     newer.close()
+    return path
+
+
+def test_newer_schema_turns_history_off(tmp_path: Path) -> None:
+    path = _write_newer_schema_database(tmp_path)
     before = path.read_bytes()
 
     messages: list[str] = []
@@ -918,13 +924,7 @@ def test_cli_list_does_not_write_database(populated: Path) -> None:
 
 
 def test_cli_show_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / DATABASE_NAME
-    newer = sqlite3.connect(path)
-    newer.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    newer.execute("CREATE TABLE future (x INTEGER)")
-    newer.commit()
-    newer.close()
+    path = _write_newer_schema_database(tmp_path)
     result = CliRunner().invoke(history_app, ["show", "1", "--history-dir", str(tmp_path)])
     assert result.exit_code == 2
     line = _single_error_line(result.stderr)

@@ -329,7 +329,7 @@ def test_plain_throughput_unit_follows_modality(tmp_path, inputs, unit):
         ("gpt", "transformer"), ("encoder", "transformer"), ("BERT", "transformer"),
         ("vit", "transformer"), ("transformer_decoder", "transformer"),
         ("transformer-decoder", "transformer"), ("unet", "diffusion"), ("DiT", "diffusion"),
-        ("latent_diffusion", "diffusion"), ("ssm", "hybrid"), ("Mamba", "hybrid"),
+        ("latent_diffusion", "diffusion"), ("ssm", "ssm"), ("Mamba", "ssm"),
         ("hybrid", "hybrid"), ("convnet", "cnn"), ("ResNet", "cnn"), ("cnn", "cnn"),
         ("mlp", "mlp"), ("feedforward", "mlp"), ("gnn", "gnn"), ("graph", "gnn"),
     ],
@@ -361,7 +361,7 @@ def test_unknown_modality_warns(tmp_path):
 def test_infinite_context_warns(tmp_path):
     parsed = parse_spec(FIXTURES / "infinite_context.yaml")
     assert parsed.requirements.context_tokens == 1_048_576
-    assert parsed.requirements.family == "hybrid"
+    assert parsed.requirements.family == "ssm"
     assert len(parsed.warnings) == 1
     assert f"{FIXTURES / 'infinite_context.yaml'}:10: constraints.context_window:" in parsed.warnings[0]
     assert "1,048,576 tokens" in parsed.warnings[0]

@@ -1,9 +1,16 @@
 """Fixed architecture choices that the genome does not encode, derived from a spec.
 
 A genome sets width, depth, heads, kv heads and FFN width. Everything else about the model
-(vocabulary, tied head, norm type, positions, biases, input stem and task head) is fixed for
-a whole search and lives in `ArchitectureConfig`, a hashable dataclass that the jitted cost
-model takes as a static argument.
+(vocabulary, tied head, norm type, positions, biases, input stem, task head, state-space
+block sizes and the attention interleave of a hybrid) is fixed for a whole search and lives
+in `ArchitectureConfig`, a hashable dataclass that the jitted cost model takes as a static
+argument.
+
+Layer mixers by family: transformer and diffusion have attention in every layer, ssm has a
+Mamba block in every layer (Gu and Dao 2023, "Mamba: Linear-Time Sequence Modeling with
+Selective State Spaces", arXiv:2312.00752) and no FFN, and hybrid mixes the two in a fixed
+ratio with an FFN after every mixer (Jamba, Lieber et al. 2024, arXiv:2403.19887). See
+`metagen_jax.cost.ssm` for the layer counts.
 """
 
 from __future__ import annotations
@@ -13,14 +20,23 @@ from typing import Literal, NamedTuple
 
 from metagen_jax.specs.requirements import Requirements
 
-Family = Literal["transformer", "diffusion", "hybrid", "mlp", "cnn", "gnn"]
+Family = Literal["transformer", "diffusion", "hybrid", "ssm", "mlp", "cnn", "gnn"]
 InputStem = Literal["tokens", "patches", "features"]
 HeadKind = Literal["lm", "classifier", "embedding", "regression", "none"]
 
-# NOTE: hybrid (attention plus state-space) models are costed as plain transformers: every
-# layer gets an attention block and a KV cache. That overstates their KV cache and
-# long-context decode time; a state-space block model is not written yet.
 ATTENTION_FAMILIES = ("transformer", "diffusion", "hybrid")
+STATE_SPACE_FAMILIES = ("ssm", "hybrid")
+
+# Mamba block defaults of the reference implementation (state-spaces/mamba, class `Mamba` in
+# mamba_ssm/modules/mamba_simple.py), which every released Mamba-1 checkpoint from
+# mamba-130m to mamba-2.8b uses: state size N = 16, depthwise conv kernel 4, inner width
+# 2 * hidden, and a time-step rank of ceil(hidden / 16).
+DEFAULT_SSM_STATE_SIZE = 16
+DEFAULT_SSM_CONV_KERNEL = 4
+DEFAULT_SSM_EXPAND = 2
+# Jamba's interleave: one attention layer in every 8, the other 7 Mamba (ai21labs/Jamba-v0.1
+# config.json: attn_layer_period 8, attn_layer_offset 4, so 4 of its 32 layers have attention).
+DEFAULT_ATTENTION_PERIOD = 8
 
 # Default vocabulary of text models when the spec fixes none: the 32,000-token SentencePiece
 # vocabulary of Llama 2 and Mistral 7B.
@@ -53,8 +69,10 @@ class ArchitectureConfig:
     """Architecture choices shared by every candidate of a search.
 
     Attributes:
-        family: block family; attention families use the transformer block, mlp, cnn and gnn
-            use the width-by-depth block of `metagen_jax.cost.params`.
+        family: block family. transformer and diffusion use the transformer block in every
+            layer, ssm a Mamba block in every layer, hybrid attention in one layer of every
+            `attention_period` and Mamba in the rest (each followed by the FFN), and mlp,
+            cnn and gnn the width-by-depth block of `metagen_jax.cost.params`.
         input_stem: how inputs become hidden vectors: a token embedding, a patch embedding
             (images, video, latent patches) or a linear feature projection.
         vocab_size: token vocabulary (token stem and LM head).
@@ -76,7 +94,13 @@ class ArchitectureConfig:
         causal: decoder-only generation with a KV cache.
         sequence_length: positions per forward pass (context window or patches).
         weight_bytes: bytes per weight at deployment precision.
-        kv_bytes: bytes per KV-cache element.
+        kv_bytes: bytes per element of the KV cache and of the state-space decode state.
+        ssm_state_size: N, state size per inner channel of a Mamba block (d_state).
+        ssm_conv_kernel: width of the Mamba block's depthwise causal conv (d_conv).
+        ssm_expand: E, inner width of a Mamba block over the model width (expand).
+        ssm_dt_rank: rank of the time-step projection (dt_rank), or 0 for ceil(hidden / 16).
+        attention_period: hybrid only, layers per attention layer. The first layer of every
+            period has attention, so a model of L layers has ceil(L / period) of them.
     """
 
     family: Family = "transformer"
@@ -101,10 +125,31 @@ class ArchitectureConfig:
     sequence_length: int = 2048
     weight_bytes: float = 2.0
     kv_bytes: float = 2.0
+    ssm_state_size: int = DEFAULT_SSM_STATE_SIZE
+    ssm_conv_kernel: int = DEFAULT_SSM_CONV_KERNEL
+    ssm_expand: int = DEFAULT_SSM_EXPAND
+    ssm_dt_rank: int = 0
+    attention_period: int = DEFAULT_ATTENTION_PERIOD
+
+    def __post_init__(self) -> None:
+        for name in ("ssm_state_size", "ssm_conv_kernel", "ssm_expand", "attention_period"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.ssm_dt_rank < 0:
+            raise ValueError(f"ssm_dt_rank must be 0 (for ceil(hidden / 16)) or more, got {self.ssm_dt_rank}")
 
     @property
     def has_attention(self) -> bool:
         return self.family in ATTENTION_FAMILIES
+
+    @property
+    def has_state_space(self) -> bool:
+        return self.family in STATE_SPACE_FAMILIES
+
+    @property
+    def has_ffn(self) -> bool:
+        """Whether layers have an FFN. The ssm family has none, because a Mamba-1 block is the whole layer."""
+        return self.family != "ssm"
 
 
 NON_GENERATIVE_HINTS = ("class", "embed", "retrieval", "similarity", "regression", "detection",

@@ -19,6 +19,8 @@ class Metrics(NamedTuple):
 
     Units: params in parameters, FLOPs per token, bytes, milliseconds, throughput in
     tokens/s for generative models and requests/s otherwise, loss in nats per token.
+    `kv_cache_bytes` covers the attention layers and `state_bytes` the fixed-size decode
+    state of the Mamba layers; `memory_bytes` includes both.
     """
 
     params: object
@@ -26,6 +28,7 @@ class Metrics(NamedTuple):
     train_flops_per_token: object
     weight_bytes: object
     kv_cache_bytes: object
+    state_bytes: object
     activation_bytes: object
     memory_bytes: object
     prefill_ms: object
@@ -51,16 +54,20 @@ class CostModel:
         params = param_formulas.parameter_count(dims, config) * 1.0
         matmul = param_formulas.matmul_params_per_token(dims, config) * 1.0
 
-        forward = 2.0 * matmul + roofline.attention_flops_per_token(dims, config)
+        forward = (2.0 * matmul + roofline.attention_flops_per_token(dims, config)
+                   + roofline.scan_flops_per_token(dims, config))
         weights = params * config.weight_bytes
         kv = roofline.kv_cache_bytes(dims, config)
+        state = roofline.state_bytes(dims, config)
         activations = roofline.activation_bytes(dims, config) * 1.0
-        memory = weights + kv + activations
+        memory = weights + kv + state + activations
 
         sequence_flops = roofline.sequence_forward_flops(matmul, dims, config)
         if config.causal:
-            prefill = roofline.roofline_seconds(sequence_flops, weights + kv, device, xp)
-            latency = roofline.roofline_seconds(forward, weights + kv, device, xp)
+            # Prefill writes the KV cache and the final state once. Decode reads the KV
+            # cache, and reads and writes back the state.
+            prefill = roofline.roofline_seconds(sequence_flops, weights + kv + state, device, xp)
+            latency = roofline.roofline_seconds(forward, weights + kv + 2.0 * state, device, xp)
         else:
             prefill = roofline.roofline_seconds(sequence_flops, weights + activations, device, xp)
             latency = prefill
@@ -77,6 +84,7 @@ class CostModel:
             train_flops_per_token=3.0 * forward,
             weight_bytes=weights,
             kv_cache_bytes=kv,
+            state_bytes=state,
             activation_bytes=activations,
             memory_bytes=memory,
             prefill_ms=prefill * 1e3,

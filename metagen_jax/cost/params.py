@@ -1,13 +1,14 @@
 """Exact parameter counts, written once for every array backend.
 
-The functions use only `+`, `*` and `exact_quotient` on their inputs, so the same formula
-runs on JAX float32 arrays inside the jitted cost model (exact below 2^24, ample for
-ranking) and on Python or NumPy int64 integers on the host, where the count reported to
-users is exact.
+The functions use only `+`, `*`, `exact_quotient` and the floor division of
+`ssm.ceil_quotient` on their inputs, so the same formula runs on JAX float32 arrays inside
+the jitted cost model (exact below 2^24, ample for ranking) and on Python or NumPy int64
+integers on the host, where the count reported to users is exact.
 """
 
 from __future__ import annotations
 
+from metagen_jax.cost import ssm
 from metagen_jax.cost.architecture import ArchitectureConfig, Dims
 
 
@@ -44,27 +45,49 @@ def embedding_params(dims: Dims, config: ArchitectureConfig):
     return total
 
 
-def block_params(dims: Dims, config: ArchitectureConfig):
-    """Weights of one block (one layer)."""
+def attention_params(dims: Dims, config: ArchitectureConfig):
+    """Weights of one attention mixer: Q and O of width h, K and V of the kv width."""
+    h = dims.hidden
+    kv_dim = dims.kv_heads * exact_quotient(h, dims.heads)
+    attention = 2 * h * h + 2 * h * kv_dim
+    if config.bias:
+        attention = attention + 2 * h + 2 * kv_dim
+    return attention
+
+
+def ffn_params(dims: Dims, config: ArchitectureConfig):
+    """Weights of one FFN: plain (two matrices) or gated (three, SwiGLU style)."""
     h, f = dims.hidden, dims.ffn_hidden
-    if not config.has_attention:
+    if config.ffn_type == "gated":
+        return 3 * h * f + (2 * f + h if config.bias else 0)
+    return 2 * h * f + (f + h if config.bias else 0)
+
+
+def blocks_params(dims: Dims, config: ArchitectureConfig):
+    """Weights of all blocks (layers) together.
+
+    Attention layers are attention, FFN and two norms. A Mamba layer of the ssm family is
+    one norm and the Mamba mixer (Mamba-1 has no FFN). A Mamba layer of a hybrid is the
+    mixer, the FFN and two norms, as in Jamba. `ssm.layer_counts` sets how many of each.
+    """
+    h, f = dims.hidden, dims.ffn_hidden
+    if not (config.has_attention or config.has_state_space):
         # Width-by-depth block of the non-attention families: a pre-norm residual MLP
         # (mlp; gnn as a GIN layer whose update is that MLP) or an isotropic ConvNeXt block
         # (cnn: 7x7 depthwise conv, LayerNorm, two pointwise layers, layer scale).
         mlp = h * f + f + f * h + h
         if config.family == "cnn":
-            return 49 * h + h + 2 * h + mlp + h
-        return norm_params(h, config) + mlp
+            return dims.layers * (49 * h + h + 2 * h + mlp + h)
+        return dims.layers * (norm_params(h, config) + mlp)
 
-    kv_dim = dims.kv_heads * exact_quotient(h, dims.heads)
-    attention = 2 * h * h + 2 * h * kv_dim
-    if config.bias:
-        attention = attention + 2 * h + 2 * kv_dim
-    if config.ffn_type == "gated":
-        ffn = 3 * h * f + (2 * f + h if config.bias else 0)
-    else:
-        ffn = 2 * h * f + (f + h if config.bias else 0)
-    return attention + ffn + 2 * norm_params(h, config)
+    attention_layers, mamba_layers = ssm.layer_counts(dims.layers, config)
+    ffn_and_norms = ffn_params(dims, config) + 2 * norm_params(h, config)
+    if not config.has_ffn:
+        ffn_and_norms = norm_params(h, config)
+    total = attention_layers * (attention_params(dims, config) + ffn_and_norms)
+    if config.has_state_space:
+        total = total + mamba_layers * (ssm.mamba_mixer_params(h, config) + ffn_and_norms)
+    return total
 
 
 def head_params(dims: Dims, config: ArchitectureConfig):
@@ -86,7 +109,7 @@ def head_params(dims: Dims, config: ArchitectureConfig):
 
 def parameter_count(dims: Dims, config: ArchitectureConfig):
     """Total trainable parameters of each architecture."""
-    return embedding_params(dims, config) + dims.layers * block_params(dims, config) + head_params(dims, config)
+    return embedding_params(dims, config) + blocks_params(dims, config) + head_params(dims, config)
 
 
 def matmul_params_per_token(dims: Dims, config: ArchitectureConfig):
@@ -95,7 +118,7 @@ def matmul_params_per_token(dims: Dims, config: ArchitectureConfig):
     A token lookup costs no multiply, but an LM head does even when it is tied.
     """
     h = dims.hidden
-    total = dims.layers * block_params(dims, config)
+    total = blocks_params(dims, config)
     if config.input_stem == "patches":
         total = total + config.patch_dim * h
     elif config.input_stem == "features":

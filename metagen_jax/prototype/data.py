@@ -36,9 +36,9 @@ import numpy as np
 TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 BYTE_VOCAB_SIZE = 256
-# Largest vocabulary a prototype's embedding gets from a .npy file: the largest id plus one.
-# Real tokenizers stay far below it (GPT-2 50,257, Llama 3 128,256, Gemma 256,000); an
-# embedding this large already needs 2^20 x width x 4 bytes per prototype.
+# Largest vocabulary a prototype's embedding gets from a .npy file (the largest id plus one).
+# Real tokenizers stay far below it: GPT-2 has 50,257 tokens, Llama 3 128,256, Gemma 256,000.
+# An embedding this large already takes 2^20 x width x 4 bytes per prototype.
 MAX_TOKEN_VOCAB = 1 << 20
 
 

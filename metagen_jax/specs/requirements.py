@@ -33,7 +33,7 @@ class Requirements:
             "time_series", "tabular", "graph", "multimodal").
         modality_outputs: output modalities, lower case.
         task_type: lower-case task type ("generation", "classification", "embedding", ...).
-        family: architecture family after aliasing: one of transformer, diffusion, hybrid,
+        family: architecture family after aliasing: one of transformer, diffusion, hybrid, ssm,
             mlp, cnn, gnn.
         min_params, max_params: parameter budget bounds (exact counts), or None when open.
         memory_budget_bytes: memory budget in bytes, or None.
@@ -98,21 +98,20 @@ FAMILY_ALIASES: dict[str, str] = {
         "transformer",
     ),
     **dict.fromkeys(("diffusion", "unet", "dit", "latent_diffusion"), "diffusion"),
-    **dict.fromkeys(("hybrid", "ssm", "mamba", "mamba2", "state_space"), "hybrid"),
+    "hybrid": "hybrid",
+    **dict.fromkeys(("ssm", "mamba", "mamba2", "state_space"), "ssm"),
     **dict.fromkeys(("cnn", "convnet", "resnet", "conv", "convolutional"), "cnn"),
     **dict.fromkeys(("mlp", "feedforward", "feed_forward"), "mlp"),
     **dict.fromkeys(("gnn", "graph", "gcn", "gat"), "gnn"),
 }
-# Names of state-space models. A spec may use them for the hybrid family (state-space plus
-# attention layers), but an architecture file that names one describes a pure state-space
-# model, which the cost model cannot price because it has no state-space block.
+# Names of pure state-space models (Mamba blocks only, no attention): the ssm family.
 STATE_SPACE_FAMILY_NAMES = frozenset({"ssm", "mamba", "mamba2", "state_space"})
 DEFAULT_FAMILY = "transformer"
 DEFAULT_DEVICE = "datacenter_gpu"
 DEFAULT_WEIGHT_DTYPE = "bf16"
 # Patch side assumed for a patch-based family when a spec gives an image size without one.
 DEFAULT_PATCH_SIZE = 16
-_PATCH_FAMILIES = frozenset({"transformer", "hybrid", "diffusion"})
+_PATCH_FAMILIES = frozenset({"transformer", "hybrid", "ssm", "diffusion"})
 
 KNOWN_INPUT_MODALITIES = frozenset(
     {"text", "image", "audio", "video", "time_series", "tabular", "graph", "multimodal", "3d",

@@ -706,7 +706,8 @@ def run_exhaustive(problem: Problem, *, out_dir: Path, chunk_size: int | None = 
         message = (f"sweep interrupted by {name} after {position.next_index:,} of {size:,} genomes; results are "
                    f"partial; checkpoint saved to {source}; run again with resume=True (CLI: --resume) "
                    "and the same output folder to continue")
-        logger.warning("%s", message)
+        # The engine adds the message to the result's warnings, which the CLI prints.
+        logger.info("%s", message)
     else:
         message = f"sweep complete: {size:,} genomes, {position.feasible:,} feasible"
     return _outcome(problem, state, position, size, interrupted, checkpoint_file, devices, exit_code, message,
