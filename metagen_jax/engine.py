@@ -243,9 +243,12 @@ class ArchitectureSearchEngine:
 
     def _run_exhaustive(self, extras: dict[str, Any]):
         from metagen_jax.history import spec_hash
+        from metagen_jax.strategies.checkpoint import checkpoint_path
         from metagen_jax.strategies.exhaustive import run_exhaustive
 
         source = self.raw_spec if self.raw_spec is not None else dataclasses.asdict(self.requirements)
+        if self.resume and not checkpoint_path(self.sweep_dir).exists():
+            self.warnings.append(f"resume: no checkpoint in {self.sweep_dir}; the sweep started from the beginning")
         try:
             sizes = {"chunk_size": self.chunk_size}
             if self.checkpoint_every is not None:

@@ -31,7 +31,7 @@ def parse_objectives(text: str | list[str] | tuple[str, ...] | None) -> tuple[st
     """Parse a comma-separated list of objective names or synonyms into canonical names.
 
     Raises:
-        ValueError: a name is unknown, the list is empty, or a name repeats.
+        ValueError: a name is unknown or empty, the list is empty, or a name repeats.
     """
     if text is None:
         return DEFAULT_OBJECTIVES
@@ -40,7 +40,7 @@ def parse_objectives(text: str | list[str] | tuple[str, ...] | None) -> tuple[st
     for item in items:
         key = item.strip().lower()
         if not key:
-            continue
+            raise ValueError(f"empty objective name in {text!r}; separate names with single commas")
         if key not in SYNONYMS:
             valid = ", ".join(OBJECTIVES)
             synonyms = ", ".join(sorted(k for k in SYNONYMS if k not in OBJECTIVES))
@@ -124,8 +124,9 @@ def desirability_score(objectives: np.ndarray, reference_mask: np.ndarray) -> np
     feasible ones, or all when none is feasible) with log10 scaling, because parameters,
     latency and memory span orders of magnitude. The score is 1 minus the mean normalised
     value, so equal weight goes to every objective. Values outside the reference range
-    are clipped. A column that is constant over the reference set offers no trade-off and
-    counts as best for everyone, so a lone feasible candidate scores 1.
+    are clipped. A column that is constant over the reference set counts as best for a
+    candidate at or below that constant and as worst above it. So a lone feasible
+    candidate scores 1, and an infeasible one larger in every objective scores 0.
     """
     objectives = np.asarray(objectives, dtype=np.float64)
     if objectives.shape[0] == 0:
@@ -139,6 +140,6 @@ def desirability_score(objectives: np.ndarray, reference_mask: np.ndarray) -> np
     low, high = ref_scaled.min(axis=0), ref_scaled.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
     normalised = np.clip((scaled - low) / span, 0.0, 1.0)
-    normalised = np.where(high > low, normalised, 0.0)
+    normalised = np.where(high > low, normalised, (scaled > high).astype(np.float64))
     normalised = np.where(np.isfinite(normalised), normalised, 1.0)
     return 1.0 - normalised.mean(axis=1)

@@ -53,7 +53,7 @@ def rank_by_prototypes(result: SearchResult, *, steps: int, seed: int, count: in
         "trained": len(chosen),
         "steps": int(outcome.steps),
         "seconds": float(outcome.seconds),
-        "data": str(data_path) if data_path is not None else "synthetic",
+        "data": data.description if data is not None else "synthetic",
         "failed": int(np.sum(outcome.failed)),
     }
     logger.info("trained %d prototypes for %d steps in %.1f s", len(chosen), steps, outcome.seconds)

@@ -222,3 +222,26 @@ def test_estimate_long_integer_field(tmp_path):
     result = invoke("estimate", path)
     assert result.exit_code == 2
     assert error_line(result.output).startswith(f"error: {path}: hidden_size: expected a whole number up to 16,777,216")
+
+
+def test_estimate_parameter_overflow_rejected(tmp_path):
+    # 12 * (1e7)^2 * 1e5 = 1.2e20 parameters: beyond int64, which once wrapped to a negative count.
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("hidden_size: 10000000\nnum_layers: 100000\nnum_heads: 100\n")
+    result = invoke("estimate", huge, "--json")
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert line.startswith(f"error: {huge}: the parameter count is about 1.")
+    assert "int64" in line
+
+
+def test_validate_rejects_context_beyond_cost_model(tmp_path):
+    spec = tmp_path / "big_context.yaml"
+    spec.write_text('metagen_version: "1.0"\nname: big\nmodality: {inputs: [text], outputs: [text]}\n'
+                    "task: {type: generation}\nconstraints:\n  context_window: 1e15\n")
+    for command in ("validate", "automl"):
+        result = invoke(command, spec, *(["-o", tmp_path / "out", "--no-history"] if command == "automl" else []))
+        assert result.exit_code == 2
+        line = error_line(result.output)
+        assert line.startswith(f"error: {spec}:6: constraints.context_window: a context of 1,000,000,000,000,000")
+        assert "(1,073,741,824)" in line

@@ -90,6 +90,13 @@ def test_automl_exhaustive_sweep_and_resume(tmp_path):
     assert again.exit_code == 0, again.output
     resumed = json.loads((tmp_path / "automl_results.json").read_text())
     assert resumed["pareto_front"] == data["pareto_front"]
+    assert not any("no checkpoint" in warning for warning in resumed["warnings"])
+
+    fresh = tmp_path / "fresh"
+    started = invoke("automl", spec_path, "-o", fresh, "--strategy", "exhaustive", "--resume", "--no-history")
+    assert started.exit_code == 0, started.output
+    warnings = json.loads((fresh / "automl_results.json").read_text())["warnings"]
+    assert f"resume: no checkpoint in {fresh}; the sweep started from the beginning" in warnings
 
 
 @pytest.mark.parametrize("device", ["h100", "a100", "mi300x", "tpu-v5p", "cpu"])
@@ -120,6 +127,13 @@ def _error_line(result) -> str:
     (["--device", "abacus"], "unknown device"),
     (["--strategy", "exhaustive", "--chunk-size", "0"], "--chunk-size"),
     (["--strategy", "exhaustive", "--checkpoint-every", "-1"], "--checkpoint-every"),
+    (["--resume"], "--resume applies only to --strategy exhaustive, not 'random'"),
+    (["--chunk-size", "256"], "--chunk-size applies only to --strategy exhaustive"),
+    (["--strategy", "evolution", "--num-processes", "2"], "--num-processes applies only to --strategy exhaustive"),
+    (["--generations", "5"], "--generations applies only to --strategy evolution, not 'random'"),
+    (["--strategy", "exhaustive", "--population-size", "8"], "--population-size applies only"),
+    (["--strategy", "evolution", "--generations", "0"], "--generations must be at least 1, got 0"),
+    (["-O", "params,,latency"], "empty objective name"),
 ])
 def test_automl_bad_options(tmp_path, args, needle):
     result = invoke("automl", TINY, "-o", tmp_path, "--no-history", *args)
@@ -218,8 +232,8 @@ def test_automl_interrupt_swallowed_by_search_writes_nothing(tmp_path, monkeypat
 
     import metagen_jax.engine as engine_module
 
-    # A SIGINT whose KeyboardInterrupt some callee catches and ignores, as Python does for
-    # exceptions raised in garbage-collection callbacks: the search runs to its end.
+    # One SIGINT during the search, whose KeyboardInterrupt (if any) some callee swallows, as
+    # Python does for exceptions raised in garbage-collection callbacks.
     original = engine_module.random_search_genomes
 
     def interrupted_sampling(*args, **kwargs):
@@ -234,24 +248,29 @@ def test_automl_interrupt_swallowed_by_search_writes_nothing(tmp_path, monkeypat
     results.write_text("previous results\n")
     result = invoke("automl", TINY, "-o", tmp_path, "--search-budget", "32", "--no-history")
     assert result.exit_code == 130
-    assert "interrupted" in _error_line(result)
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("interrupt received: stopping at the next step")
+    assert lines[1] == "error: interrupted (SIGINT); no results were written"
+    assert len(lines) == 2
     assert results.read_text() == "previous results\n"
 
 
-def test_automl_interrupt_reaching_command_exits_130(tmp_path, monkeypatch):
+def test_automl_second_interrupt_stops_at_once(tmp_path, monkeypatch):
     import os
     import signal
 
     import metagen_jax.engine as engine_module
 
     def interrupted_sampling(*args, **kwargs):
+        # The first SIGINT asks to stop at the next step, the second stops at once.
         os.kill(os.getpid(), signal.SIGINT)
-        raise AssertionError("SIGINT did not interrupt the search")
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("a second SIGINT did not interrupt the search")
 
     monkeypatch.setattr(engine_module, "random_search_genomes", interrupted_sampling)
     result = invoke("automl", TINY, "-o", tmp_path, "--search-budget", "32", "--no-history")
     assert result.exit_code == 130
-    assert "no results were written" in _error_line(result)
+    assert result.output.strip().splitlines()[-1] == "error: interrupted (SIGINT); no results were written"
     assert not (tmp_path / "automl_results.json").exists()
 
 
@@ -269,3 +288,53 @@ def test_automl_bad_prototype_data_rejected_before_search(tmp_path, monkeypatch)
     assert result.exit_code == 2
     assert "--prototype-data" in _error_line(result)
     assert "dense vocabulary" in _error_line(result)
+
+
+def test_imports_leave_xla_backend_uninitialized():
+    # jax.distributed.initialize must run before the backend starts, so the CLI's imports
+    # may not start it (a jnp constant at module level once did).
+    import subprocess
+    import sys
+
+    code = ("import jax._src.xla_bridge as bridge\n"
+            "import metagen_jax.cli, metagen_jax.cli.automl, metagen_jax.engine\n"
+            "import metagen_jax.strategies.exhaustive, metagen_jax.strategies.evolution\n"
+            "print(bridge.backends_are_initialized())\n")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "False"
+
+
+def test_automl_multi_host_options_single_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "metagen_jax.cli", "automl", str(REPO / "specs" / "edge_model.yaml"),
+               "--strategy", "exhaustive", "--num-processes", "1", "--process-id", "0",
+               "--coordinator-address", f"127.0.0.1:{port}", "-o", str(tmp_path), "--no-history"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    data = json.loads((tmp_path / "automl_results.json").read_text())
+    assert data["sweep"]["processes"] == 1
+    assert data["sweep"]["evaluated"] == 1750
+
+
+def test_automl_short_prototype_data_rejected_before_search(tmp_path, monkeypatch):
+    import metagen_jax.engine as engine_module
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search ran before --prototype-data was checked")
+
+    monkeypatch.setattr(engine_module.ArchitectureSearchEngine, "search", no_search)
+    short = tmp_path / "short.txt"
+    short.write_text("hi there, this is far shorter than a training sequence of 65 tokens\n" * 1)
+    result = invoke("automl", TINY, "-o", tmp_path / "out", "--no-history", "--train-prototypes",
+                    "--prototype-data", short)
+    assert result.exit_code == 2
+    line = _error_line(result)
+    assert line.startswith(f"error: --prototype-data: UTF-8 bytes of {short}: the training split has sequences of")
+    assert "fewer than the 65 that prototype training needs" in line

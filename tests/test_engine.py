@@ -148,3 +148,13 @@ def test_result_api(tmp_path):
     assert data["candidates"][0]["hidden_size"] == top[0].hidden_size
     assert isinstance(data["candidates"][0]["params"], int)
     assert "timing" in data
+
+
+def test_score_with_one_reference_candidate():
+    from metagen_jax.objectives import desirability_score
+
+    objectives = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [0.5, 2.0, 1.0]])
+    feasible = np.array([True, False, False])
+    score = desirability_score(objectives, feasible)
+    # Constant reference columns: at or below the lone feasible value is best (0), above is worst (1).
+    np.testing.assert_allclose(score, [1.0, 0.0, 2.0 / 3.0])

@@ -278,6 +278,7 @@ def test_load_text_and_token_files(tmp_path):
     ("negative.npy", np.array([1, -2, 3]), "non-negative"),
     ("cube.npy", np.zeros((2, 2, 2), np.int32), "1-D or 2-D"),
     ("sparse_ids.npy", np.array([1, 2, 1 << 20]), "below 1,048,576"),
+    ("text.npy", b"plain words, not an array", "not a .npy file"),
 ])
 def test_load_rejects_bad_files(tmp_path, name, content, message):
     path = tmp_path / name

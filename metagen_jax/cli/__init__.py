@@ -1,54 +1,40 @@
-"""The `metagen` command line: automl, estimate, validate, schema and history."""
+"""The `metagen` command line: automl, estimate, validate, schema and history.
+
+The Typer app lives in `metagen_jax.cli.commands`; `main` imports it only after installing the
+SIGINT handler, so an early Ctrl-C ends the command cleanly.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
-import typer
+from metagen_jax.cli import interrupt
 
-from metagen_jax.cli.automl import automl
-from metagen_jax.cli.common import OneLineErrorGroup, configure_logging, error_console
-from metagen_jax.cli.tools import estimate, schema, validate
-
-app = typer.Typer(
-    name="metagen",
-    help="Find Pareto-optimal neural architectures for a model spec, on JAX.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    cls=OneLineErrorGroup,
-)
-
-
-@app.callback()
-def main_options(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
-) -> None:
-    """Find Pareto-optimal neural architectures for a model spec, on JAX."""
-    configure_logging(verbose, quiet)
-
-
-app.command()(automl)
-app.command()(estimate)
-app.command()(validate)
-app.command()(schema)
-
-
-def _mount_history() -> None:
-    from metagen_jax.history.cli import history_app
-
-    app.add_typer(history_app, name="history", help="List, show or clear the search history.")
-
-
-_mount_history()
+# The shell's code for a process ended by SIGINT.
+INTERRUPTED_EXIT_CODE = 130
 
 
 def main() -> None:
     """Console-script entry point."""
+    interrupt.install()
     try:
+        from metagen_jax.cli.commands import app
+
         app()
     except KeyboardInterrupt:
-        error_console.print("interrupted")
-        sys.exit(130)
+        print("error: interrupted (SIGINT)", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    except SystemExit as done:
+        # A command that finished before checking the flag still reports the interrupt.
+        if interrupt.pending() and not done.code:
+            print("error: interrupted (SIGINT)", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT_CODE)
+        raise
+
+
+def __getattr__(name: str):
+    if name == "app":
+        from metagen_jax.cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from metagen_jax.cli import INTERRUPTED_EXIT_CODE, interrupt
 from metagen_jax.cli.common import (
     check_output_folder,
     console,
@@ -25,21 +25,41 @@ from metagen_jax.cli.common import (
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "automl_results.json"
-# The shell's code for a process ended by SIGINT.
-INTERRUPTED_EXIT_CODE = 130
 
 
+def _exit_130_on_interrupt(command):
+    """End `command` with one error line and exit code 130 on a KeyboardInterrupt.
+
+    Typer turns a KeyboardInterrupt into exit code 130 without a word; this wrapper says it.
+    Interrupts during the search itself are caught earlier by `_InterruptGuard`, which can
+    tell that no results were written.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupt.clear()
+            raise fail("interrupted (SIGINT)", code=INTERRUPTED_EXIT_CODE) from None
+
+    return wrapper
+
+
+@_exit_130_on_interrupt
 def automl(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML or JSON).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for automl_results.json.")] = Path("outputs"),
-    search_budget: Annotated[int, typer.Option(help="Maximum candidates to evaluate.")] = 10,
+    search_budget: Annotated[int, typer.Option(
+        help="Maximum candidates to evaluate (random and evolution; a sweep evaluates the whole space).")] = 10,
     top_k: Annotated[int, typer.Option(help="Candidates to show in the table.")] = 3,
     objectives: Annotated[Optional[str], typer.Option(
         "--objectives", "-O",
         help="Comma-separated objectives: params, latency, performance, memory "
              "(synonyms: size, speed, accuracy, quality, ram). Default: params,latency,performance.")] = None,
     strategy: Annotated[str, typer.Option(help="random, evolution or exhaustive.")] = "random",
-    generations: Annotated[Optional[int], typer.Option(help="Evolution generations (default 3).")] = None,
+    generations: Annotated[Optional[int], typer.Option(
+        help="Evolution generations (default: max(3, round(sqrt(budget) / 3))).")] = None,
     population_size: Annotated[Optional[int], typer.Option(
         help="Evolution population per generation (default: chosen from the budget).")] = None,
     train_prototypes: Annotated[bool, typer.Option(
@@ -78,6 +98,19 @@ def automl(
         raise fail(f"--prototype-steps must be at least 1, got {prototype_steps}")
     if prototype_candidates < 1:
         raise fail(f"--prototype-candidates must be at least 1, got {prototype_candidates}")
+    chosen = strategy.strip().lower()
+    only_for = {"exhaustive": (("--resume", resume), ("--chunk-size", chunk_size),
+                               ("--checkpoint-every", checkpoint_every),
+                               ("--coordinator-address", coordinator_address),
+                               ("--num-processes", num_processes), ("--process-id", process_id)),
+                "evolution": (("--generations", generations), ("--population-size", population_size))}
+    for wanted, options in only_for.items():
+        for name, value in options:
+            if value not in (None, False) and chosen != wanted:
+                raise fail(f"{name} applies only to --strategy {wanted}, not {chosen!r}")
+    for name, value in (("--generations", generations), ("--population-size", population_size)):
+        if value is not None and value < 1:
+            raise fail(f"{name} must be at least 1, got {value}")
     if prototype_data is not None and not prototype_data.is_file():
         raise fail(f"--prototype-data {prototype_data}: file not found")
     for name, value in (("--chunk-size", chunk_size), ("--checkpoint-every", checkpoint_every)):
@@ -91,12 +124,14 @@ def automl(
         # Read and check the data before the search, so a bad file costs no search time.
         from metagen_jax.prototype import load_prototype_data
 
+        from metagen_jax.prototype.train import DEFAULT_SEQ_LEN
+
         try:
             prototype_tokens = load_prototype_data(prototype_data)
+            prototype_tokens.check_length(DEFAULT_SEQ_LEN + 1)
         except (ValueError, OSError) as error:
             raise fail(f"--prototype-data: {error}") from None
-    multi_host_options = coordinator_address or num_processes is not None or process_id is not None
-    if multi_host_options or strategy.strip().lower() == "exhaustive":
+    if chosen == "exhaustive":
         # With no options this joins a cluster only when JAX's cluster environment is set.
         from metagen_jax.distributed import initialize_distributed
 
@@ -113,7 +148,7 @@ def automl(
     if seed is None:
         seed = parsed.requirements.seed
 
-    sweep = strategy.strip().lower() == "exhaustive"
+    sweep = chosen == "exhaustive"
     # The sweep stops at a chunk boundary and saves its partial results on SIGINT by itself.
     with _InterruptGuard(enabled=not sweep) as guard, _progress_bar(guard) as (progress_callback, _):
         try:
@@ -128,6 +163,7 @@ def automl(
             message = str(error)
             raise fail(f"--{message}" if device is not None and message.startswith("device ") else message) from None
         # Only now, with every option valid, may the output folder be created.
+        guard.check()
         check_output_folder(out)
         try:
             started = time.perf_counter()
@@ -141,7 +177,7 @@ def automl(
                                data=prototype_tokens, progress=progress_callback)
 
     if guard.received:
-        raise fail("interrupted (SIGINT); no results were written", code=INTERRUPTED_EXIT_CODE)
+        raise guard.stop()
     if not engine.is_writer:
         # Multi-host sweep: process 0 writes the results for everyone.
         raise typer.Exit(code=engine.exit_code)
@@ -207,40 +243,45 @@ def format_bytes(value: float) -> str:
 
 
 class _InterruptGuard:
-    """Remember a SIGINT during the search, so that an interrupted search writes no results.
+    """Stop the command with exit code 130, writing nothing, once a SIGINT arrived.
 
-    Python raises KeyboardInterrupt in whatever code runs when the signal arrives. Raised inside
-    a callback that JAX or XLA calls (for example on garbage collection), it is printed as
-    ignored and the search goes on, and would then overwrite the previous results file. The
-    flag set here survives that. A KeyboardInterrupt that does reach the command ends it with
-    exit code 130 and no results written.
+    The handler of `metagen_jax.cli.interrupt` sets a flag besides raising KeyboardInterrupt,
+    so a SIGINT whose exception a JAX callback swallowed still stops the command at the next
+    check (`check`, the progress callback, or before results are written). An exhaustive
+    sweep installs its own handler during the sweep and saves partial results itself.
     """
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.received = False
+        self.enabled = enabled
         self._previous = None
 
     def __enter__(self) -> _InterruptGuard:
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = interrupt.install()
+        if interrupt.pending():
+            # Raised here, __exit__ would not run: stop directly.
+            interrupt.restore(self._previous)
+            raise self.stop()
         return self
 
-    def _handle(self, number, frame) -> None:
-        self.received = True
-        raise KeyboardInterrupt
+    @property
+    def received(self) -> bool:
+        return interrupt.pending()
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt when a SIGINT arrived and was swallowed since."""
-        if self.received:
+        """Raise KeyboardInterrupt when a SIGINT arrived, even one whose exception was swallowed."""
+        if interrupt.pending():
             raise KeyboardInterrupt
+
+    def stop(self) -> typer.Exit:
+        interrupt.clear()
+        return fail("interrupted (SIGINT); no results were written", code=INTERRUPTED_EXIT_CODE)
 
     def __exit__(self, kind, error, traceback) -> bool:
         if self.enabled:
-            signal.signal(signal.SIGINT, self._previous)
+            interrupt.restore(self._previous)
         if kind is KeyboardInterrupt:
-            self.received = True
-            raise fail("interrupted (SIGINT); no results were written", code=INTERRUPTED_EXIT_CODE)
+            raise self.stop()
         return False
 
 

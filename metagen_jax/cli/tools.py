@@ -15,7 +15,9 @@ from metagen_jax.cli.common import console, fail, load_spec_or_fail, print_warni
 
 def estimate(
     arch_path: Annotated[Path, typer.Argument(metavar="ARCH", help="YAML file of one concrete architecture.")],
-    spec: Annotated[Optional[Path], typer.Option(help="Spec whose context, device, data and precision to use.")] = None,
+    spec: Annotated[Optional[Path], typer.Option(
+        help="Spec whose task, modalities, context, device, data and precision apply; fields the "
+             "architecture file leaves out take the spec's defaults (a classifier spec makes an encoder).")] = None,
     device: Annotated[Optional[str], typer.Option(help="Device profile (e.g. h100, rtx4090, consumer_gpu).")] = None,
     context_length: Annotated[Optional[int], typer.Option(
         help="Context in tokens to cost the model at. It overrides the architecture file's "
@@ -42,6 +44,8 @@ def estimate(
         report = estimate_architecture(architecture, requirements, device)
     except KeyError as error:
         raise fail(f"--device: {error.args[0]}") from None
+    except OverflowError as error:
+        raise fail(f"{arch_path}: {error}; check hidden_size, num_layers and the other sizes") from None
 
     print_warnings(warnings)
     if as_json:

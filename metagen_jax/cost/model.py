@@ -13,6 +13,9 @@ from metagen_jax.cost.architecture import ArchitectureConfig, Dims
 from metagen_jax.cost.quality import QualityModel, predicted_loss
 from metagen_jax.hardware import DeviceProfile
 
+# Exact counts stay below this, far enough from 2^63 that no int64 term of the formula wraps.
+INT64_SAFE_LIMIT = 2**62
+
 
 class Metrics(NamedTuple):
     """Metrics of a batch of architectures, each an array of shape (P,).
@@ -94,6 +97,15 @@ class CostModel:
         )
 
     def exact_params(self, dims: Dims) -> np.ndarray:
-        """Exact parameter counts on the host as int64, whatever their size."""
+        """Exact parameter counts on the host as int64.
+
+        Raises:
+            OverflowError: a count reaches 2^62, where the int64 arithmetic could wrap.
+        """
+        approximate = param_formulas.parameter_count(Dims(*(np.asarray(value, dtype=np.float64) for value in dims)),
+                                                     self.config)
+        if np.any(np.asarray(approximate) >= INT64_SAFE_LIMIT):
+            raise OverflowError(f"the parameter count is about {float(np.max(approximate)):.3g}, beyond the "
+                                f"{INT64_SAFE_LIMIT:,} that exact int64 counting supports")
         as_int = Dims(*(np.asarray(value, dtype=np.int64) for value in dims))
         return np.asarray(param_formulas.parameter_count(as_int, self.config), dtype=np.int64)

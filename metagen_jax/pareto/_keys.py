@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 # Largest key: every finite float32 and +inf map below it, so rows given this key
 # sort after all real values.
-MAX_KEY = jnp.uint32(0xFFFFFFFF)
+MAX_KEY = np.uint32(0xFFFFFFFF)  # a NumPy scalar: a jnp one would start the XLA backend at import
 
 
 def float_key(values: jnp.ndarray) -> jnp.ndarray:

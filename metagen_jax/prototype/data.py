@@ -36,6 +36,8 @@ import numpy as np
 TRAIN_STREAM = 0
 VALIDATION_STREAM = 1
 BYTE_VOCAB_SIZE = 256
+# First bytes of every .npy file (numpy.lib.format).
+NPY_MAGIC = b"\x93NUMPY"
 # Largest vocabulary a prototype's embedding gets from a .npy file (the largest id plus one).
 # Real tokenizers stay far below it: GPT-2 has 50,257 tokens, Llama 3 128,256, Gemma 256,000.
 # An embedding this large already takes 2^20 x width x 4 bytes per prototype.
@@ -112,7 +114,8 @@ class PrototypeData:
             if tokens.shape[1] < length:
                 raise ValueError(
                     f"{self.description}: the {name} split has sequences of {tokens.shape[1]} "
-                    f"tokens, fewer than seq_len + 1 = {length}; use a smaller seq_len or more data")
+                    f"tokens, fewer than the {length} that prototype training needs ({length - 1} inputs "
+                    "and one target); provide longer sequences")
 
     def training_block(self, training_seed: int, start_step: int, steps: int, batch_size: int,
                        length: int) -> jax.Array:
@@ -240,6 +243,11 @@ def load_prototype_data(path: str | os.PathLike, *, validation_fraction: float =
 
 
 def _load_token_array(path: str) -> np.ndarray:
+    with open(path, "rb") as file:
+        magic = file.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        raise ValueError(f"{path}: not a .npy file (it does not start with the NumPy array header); "
+                         "save token ids with numpy.save, or use another extension for UTF-8 text")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:

@@ -27,6 +27,8 @@ from metagen_jax.prototype.model import PaddedTransformer
 from metagen_jax.prototype.scaling import PaddedShape, PrototypeDims, prototype_dims, validate_dims
 
 CANDIDATE_AXIS = "candidates"
+# Input tokens per training sequence (each sequence also holds one more token, the last target).
+DEFAULT_SEQ_LEN = 64
 # Tag folded into the seed's key for parameter initialization; data.py uses 0 and 1.
 INIT_STREAM = 2
 FAILURE_MESSAGES = {
@@ -156,7 +158,7 @@ def train_prototypes(
     seed: int = 0,
     data: PrototypeData | None = None,
     batch_size: int = 8,
-    seq_len: int = 64,
+    seq_len: int = DEFAULT_SEQ_LEN,
     learning_rate: float | np.ndarray = 1e-2,
     warmup_steps: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -218,7 +220,7 @@ def train_population(
     seed: int = 0,
     data: PrototypeData | None = None,
     batch_size: int = 8,
-    seq_len: int = 64,
+    seq_len: int = DEFAULT_SEQ_LEN,
     learning_rate: float | np.ndarray = 1e-2,
     warmup_steps: int | None = None,
     progress: Callable[[int], None] | None = None,

@@ -107,6 +107,8 @@ FAMILY_ALIASES: dict[str, str] = {
 # Names of pure state-space models (Mamba blocks only, no attention): the ssm family.
 STATE_SPACE_FAMILY_NAMES = frozenset({"ssm", "mamba", "mamba2", "state_space"})
 DEFAULT_FAMILY = "transformer"
+# Largest context the cost model supports: 2^30 tokens, the engine's limit on every size.
+MAX_CONTEXT_TOKENS = 2**30
 DEFAULT_DEVICE = "datacenter_gpu"
 DEFAULT_WEIGHT_DTYPE = "bf16"
 # Patch side assumed for a patch-based family when a spec gives an image size without one.
@@ -347,6 +349,9 @@ def _resolve_context(
     key_path = ("constraints", "context_window")
     if written is not None:
         tokens = _parse_at(units.parse_context_tokens, written, key_path)
+        if tokens > MAX_CONTEXT_TOKENS:
+            raise SpecError(f"a context of {tokens:,} tokens is larger than the cost model supports "
+                            f"({MAX_CONTEXT_TOKENS:,}).", key_path=key_path)
         if units.is_infinite_context(written):
             notes.append(
                 (key_path, f"{written!r} is read as a context of {tokens:,} tokens (1M).")

@@ -704,8 +704,8 @@ def run_exhaustive(problem: Problem, *, out_dir: Path, chunk_size: int | None = 
     if interrupted:
         name = signal.Signals(received).name if received is not None else "a signal"
         message = (f"sweep interrupted by {name} after {position.next_index:,} of {size:,} genomes; results are "
-                   f"partial; checkpoint saved to {source}; run again with resume=True (CLI: --resume) "
-                   "and the same output folder to continue")
+                   f"partial; checkpoint saved to {source}; to continue, run again with --resume and the "
+                   "same output folder (resume=True in Python)")
         # The engine adds the message to the result's warnings, which the CLI prints.
         logger.info("%s", message)
     else:

@@ -1,0 +1,3 @@
+from metagen_jax.cli import main
+
+main()
