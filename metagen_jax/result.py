@@ -131,7 +131,12 @@ def _json_default(value: Any) -> Any:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the new one, never a part."""
+    """Write `text` as UTF-8 to `path` so that readers see the old file or the new one, never a part."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> Path:
+    """Write `payload` to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -139,8 +144,8 @@ def write_text_atomic(path: Path, text: str) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

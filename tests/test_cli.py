@@ -262,7 +262,7 @@ def test_automl_second_interrupt_stops_at_once(tmp_path, monkeypatch):
     import metagen_jax.engine as engine_module
 
     def interrupted_sampling(*args, **kwargs):
-        # The first SIGINT asks to stop at the next step, the second stops at once.
+        # The first SIGINT requests a stop at the next step, the second stops at once.
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         raise AssertionError("a second SIGINT did not interrupt the search")

@@ -138,7 +138,7 @@ def test_crossover_keeps_genes_where_parents_agree(space, population):
     assert (children[:, LAYERS] != first[:, LAYERS]).any()
 
 
-def test_crossover_stays_inside_gene_bounds_on_the_width_grid(space, population):
+def test_crossover_children_inside_bounds(space, population):
     bounds = space.bounds
     children = _crossover(space, population[:128], population[128:], eta=0.0)
     assert ((children[:, HIDDEN] - bounds.hidden_min) % HIDDEN_STEP == 0).all()
@@ -328,7 +328,7 @@ def test_init_uses_seed_genomes(strategy, space, population):
     np.testing.assert_array_equal(genomes[0], np.asarray(space.repair(seeds[:1]))[0])
 
 
-def test_seed_genomes_fill_at_most_a_fifth_of_the_population(strategy, population):
+def test_init_seeds_at_most_a_fifth(strategy, population):
     seeds = population[:POPULATION]
     state = evolution._init(strategy, jax.random.key(1), seeds)
     genomes = {tuple(row) for row in np.asarray(state.genomes).tolist()}

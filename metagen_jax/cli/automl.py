@@ -30,9 +30,9 @@ RESULTS_FILE = "automl_results.json"
 def _exit_130_on_interrupt(command):
     """End `command` with one error line and exit code 130 on a KeyboardInterrupt.
 
-    Typer turns a KeyboardInterrupt into exit code 130 without a word; this wrapper says it.
-    Interrupts during the search itself are caught earlier by `_InterruptGuard`, which can
-    tell that no results were written.
+    Typer turns a KeyboardInterrupt into exit code 130 and prints nothing, so this wrapper
+    prints the error line. Interrupts during the search itself are caught earlier by
+    `_InterruptGuard`, which knows that no results were written yet.
     """
 
     @functools.wraps(command)
@@ -104,18 +104,16 @@ def automl(
                                ("--coordinator-address", coordinator_address),
                                ("--num-processes", num_processes), ("--process-id", process_id)),
                 "evolution": (("--generations", generations), ("--population-size", population_size))}
-    for wanted, options in only_for.items():
+    for owner, options in only_for.items():
         for name, value in options:
-            if value not in (None, False) and chosen != wanted:
-                raise fail(f"{name} applies only to --strategy {wanted}, not {chosen!r}")
-    for name, value in (("--generations", generations), ("--population-size", population_size)):
+            if value not in (None, False) and chosen != owner:
+                raise fail(f"{name} applies only to --strategy {owner}, not {chosen!r}")
+    for name, value in (("--generations", generations), ("--population-size", population_size),
+                        ("--chunk-size", chunk_size), ("--checkpoint-every", checkpoint_every)):
         if value is not None and value < 1:
             raise fail(f"{name} must be at least 1, got {value}")
     if prototype_data is not None and not prototype_data.is_file():
         raise fail(f"--prototype-data {prototype_data}: file not found")
-    for name, value in (("--chunk-size", chunk_size), ("--checkpoint-every", checkpoint_every)):
-        if value is not None and value < 1:
-            raise fail(f"{name} must be at least 1, got {value}")
     if seed is not None and not 0 <= seed < 2**32:
         raise fail(f"--seed must be from 0 to 4294967295, got {seed}")
     parsed = load_spec_or_fail(spec_path)
@@ -245,10 +243,11 @@ def format_bytes(value: float) -> str:
 class _InterruptGuard:
     """Stop the command with exit code 130, writing nothing, once a SIGINT arrived.
 
-    The handler of `metagen_jax.cli.interrupt` sets a flag besides raising KeyboardInterrupt,
-    so a SIGINT whose exception a JAX callback swallowed still stops the command at the next
-    check (`check`, the progress callback, or before results are written). An exhaustive
-    sweep installs its own handler during the sweep and saves partial results itself.
+    The handler of `metagen_jax.cli.interrupt` only sets a flag on the first SIGINT, and this
+    guard acts on it at its checks: on entry, in the progress callback, and before results
+    are written. A second SIGINT raises KeyboardInterrupt, which `__exit__` turns into the
+    same exit. An exhaustive sweep installs its own handler during the sweep and saves
+    partial results itself.
     """
 
     def __init__(self, enabled: bool) -> None:
@@ -259,7 +258,7 @@ class _InterruptGuard:
         if self.enabled:
             self._previous = interrupt.install()
         if interrupt.pending():
-            # Raised here, __exit__ would not run: stop directly.
+            # __exit__ does not run when __enter__ raises, so restore the handler here.
             interrupt.restore(self._previous)
             raise self.stop()
         return self

@@ -27,7 +27,7 @@ from metagen_jax.prototype.model import PaddedTransformer
 from metagen_jax.prototype.scaling import PaddedShape, PrototypeDims, prototype_dims, validate_dims
 
 CANDIDATE_AXIS = "candidates"
-# Input tokens per training sequence (each sequence also holds one more token, the last target).
+# Input tokens per training sequence. Each sequence contains one more token, the last target.
 DEFAULT_SEQ_LEN = 64
 # Tag folded into the seed's key for parameter initialization; data.py uses 0 and 1.
 INIT_STREAM = 2

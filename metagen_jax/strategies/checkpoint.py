@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from metagen_jax.result import write_bytes_atomic
 
 CHECKPOINT_NAME = "exhaustive_checkpoint.npz"
 CHECKPOINT_FORMAT = 1
@@ -68,8 +68,8 @@ def write_checkpoint(out_dir: Path, payload: bytes, header: dict[str, Any]) -> P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(out_dir)
-    _atomic_write(target, payload)
-    _atomic_write(target.with_suffix(".json"), (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(target, payload)
+    write_bytes_atomic(target.with_suffix(".json"), (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
     return target
 
 
@@ -91,16 +91,3 @@ def check_identity(header: dict[str, Any], expected: dict[str, Any], source: Pat
             raise CheckpointError(
                 f"checkpoint {source} belongs to another sweep: {key} is {found!r}, this sweep has "
                 f"{wanted!r}; use another output folder or start without --resume")
-
-
-def _atomic_write(target: Path, payload: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

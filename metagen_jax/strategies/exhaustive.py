@@ -512,12 +512,12 @@ def _check_layout(restored: dict[str, Any], template: dict[str, Any], source: Pa
 
     Only the front's leading axis (its capacity, which grows during a sweep) may differ.
     """
-    found, wanted = _flatten(restored), _flatten(template)
+    found, expected = _flatten(restored), _flatten(template)
     problem = None
-    if found.keys() != wanted.keys():
-        problem = f"arrays {sorted(found)} instead of {sorted(wanted)}"
+    if found.keys() != expected.keys():
+        problem = f"arrays {sorted(found)} instead of {sorted(expected)}"
     else:
-        for name, array in wanted.items():
+        for name, array in expected.items():
             other = found[name]
             grows = name.startswith("front.")
             if other.dtype != array.dtype or other.shape[grows:] != array.shape[grows:]:
