@@ -10,6 +10,7 @@ into one int32 and sorts that, which keeps every pass stable.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,18 +35,26 @@ def float_key(values: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
 
 
+def int_key(values: jnp.ndarray) -> jnp.ndarray:
+    """Map int32 values to uint32 keys with the same order (negative values first)."""
+    return lax.bitcast_convert_type(jnp.asarray(values, jnp.int32), jnp.uint32) ^ jnp.uint32(0x80000000)
+
+
 def position_bits(size: int) -> int:
     """Number of bits needed to store a position in [0, size)."""
     return max(1, math.ceil(math.log2(max(size, 2))))
 
 
-def lexsort(keys: list[jnp.ndarray], order: jnp.ndarray | None = None) -> jnp.ndarray:
+def lexsort(keys: list[jnp.ndarray], order: jnp.ndarray | None = None,
+            key_bits: int | Sequence[int] = 32) -> jnp.ndarray:
     """Return the stable permutation that sorts rows by `keys`, most significant first.
 
     Args:
         keys: uint32 arrays of shape (N,), most significant key first.
         order: optional (N,) int32 permutation giving the order that ties keep
             (default: index order).
+        key_bits: each key is below 2**key_bits (one number for all keys, or one per
+            key); fewer bits take fewer sort passes.
 
     Returns:
         (N,) int32 permutation `p` such that rows `p[0], p[1], ...` are in ascending
@@ -59,16 +68,35 @@ def lexsort(keys: list[jnp.ndarray], order: jnp.ndarray | None = None) -> jnp.nd
     positions = jnp.arange(size, dtype=jnp.int32)
     perm = positions if order is None else jnp.asarray(order, jnp.int32)
 
+    bits_of = [key_bits] * len(keys) if isinstance(key_bits, int) else list(key_bits)
+    if len(bits_of) != len(keys):
+        raise ValueError(f"key_bits has {len(bits_of)} entries for {len(keys)} keys")
+
     # Least significant digit first: the last key's low digit, up to the first key's
     # high digit.
-    for key in reversed(keys):
+    for key, bits in zip(reversed(keys), reversed(bits_of), strict=True):
         key = jnp.asarray(key, jnp.uint32)
         shift = 0
-        while shift < 32:
-            width = min(digit_bits, 32 - shift)
+        while shift < bits:
+            width = min(digit_bits, bits - shift)
             digit = ((key >> shift) & jnp.uint32((1 << width) - 1)).astype(jnp.int32)
             packed = (digit[perm] << pbits) | positions
             packed = lax.sort(packed)
             perm = perm[packed & ((1 << pbits) - 1)]
             shift += width
     return perm
+
+
+def dense_key_ranks(keys: jnp.ndarray, order: jnp.ndarray) -> jnp.ndarray:
+    """Return, for each uint32 key, the number of distinct keys smaller than it.
+
+    Args:
+        keys: (N,) uint32.
+        order: (N,) int32 permutation that sorts `keys` (ties in any order).
+
+    Returns:
+        (N,) uint32 dense ranks in [0, N).
+    """
+    ordered = keys[order]
+    is_new = jnp.concatenate([jnp.zeros((1,), jnp.uint32), (ordered[1:] != ordered[:-1]).astype(jnp.uint32)])
+    return jnp.zeros(keys.shape, jnp.uint32).at[order].set(jnp.cumsum(is_new, dtype=jnp.uint32))

@@ -52,15 +52,17 @@ def _area_2d(first, second, reference_point):
     return jnp.sum((reference_point[0] - first) * height)
 
 
-def _volume_3d(points, reference_point):
+def _volume_3d(points, inside, reference_point):
     """Dominated volume of 3-D points already clipped to the reference point.
 
     The region is cut into slabs between consecutive third-objective values: slab i is
     dominated by the points whose third objective is among the i + 1 smallest, and its
-    area is a 2-D sweep in first-objective order. One `lax.scan` over the points in that
-    order advances the sweeps of all N slabs at once, carrying each slab's running minimum
-    of the second objective: O(N^2) time, O(N) memory. On XLA:CPU it is about ten times
-    faster than N separate sorted sweeps or an (N, N) associative scan.
+    area is a 2-D sweep in first-objective order. One loop over the points in that order
+    advances the sweeps of all N slabs at once, carrying each slab's running minimum of
+    the second objective: O(N^2) time, O(N) memory. On XLA:CPU it is about ten times
+    faster than N separate sorted sweeps or an (N, N) associative scan. Points outside
+    (`inside` False) sit on the reference point, sort last and add nothing, so the loop
+    stops after the inside ones.
     """
     size = points.shape[0]
     z_order = jnp.argsort(points[:, 2])
@@ -71,17 +73,16 @@ def _volume_3d(points, reference_point):
     # Ties in the first objective are ordered by the second, so a tied later point adds 0.
     x_order = jnp.lexsort((points[:, 1], points[:, 0]))
     slabs = jnp.arange(size, dtype=jnp.int32)
+    xs, ys, places = points[x_order, 0], points[x_order, 1], z_place[x_order]
 
-    def sweep_column(carry, column):
+    def sweep_column(index, carry):
         lowest, area = carry
-        x, y, place = column
-        height = jnp.where(place <= slabs, y, reference_point[1])
-        area = area + jnp.maximum(lowest - height, 0.0) * (reference_point[0] - x)
-        return (jnp.minimum(lowest, height), area), None
+        height = jnp.where(places[index] <= slabs, ys[index], reference_point[1])
+        area = area + jnp.maximum(lowest - height, 0.0) * (reference_point[0] - xs[index])
+        return jnp.minimum(lowest, height), area
 
     start = (jnp.full(size, reference_point[1]), jnp.zeros(size, dtype=points.dtype))
-    columns = (points[x_order, 0], points[x_order, 1], z_place[x_order])
-    (_, areas), _ = lax.scan(sweep_column, start, columns)
+    _, areas = lax.fori_loop(0, jnp.sum(inside, dtype=jnp.int32), sweep_column, start)
     return jnp.sum(areas * depth)
 
 
@@ -109,7 +110,7 @@ def hypervolume(objectives: jax.Array, reference_point: jax.Array, mask: jax.Arr
     if num_objectives == 2:
         return _area_2d(points[:, 0], points[:, 1], reference_point)
     if num_objectives == 3:
-        return _volume_3d(points, reference_point)
+        return _volume_3d(points, inside, reference_point)
 
     if key is None:
         raise ValueError("hypervolume of four or more objectives is a Monte Carlo estimate: pass a PRNG key")

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from metagen_jax.pareto._dense import dense_ranks
-from metagen_jax.pareto._keys import MAX_KEY, float_key, lexsort
+from metagen_jax.pareto._keys import MAX_KEY, dense_key_ranks, float_key, lexsort
 from metagen_jax.pareto._sweep import RANK_CAPACITY, make_plan, sweep_ranks
 
 # Up to this many rows, ranks come from the full dominance matrix: O(N**2) memory and
@@ -109,10 +109,7 @@ def _single_objective_ranks(values: jnp.ndarray, active: jnp.ndarray, *, front_o
 
 def dense_value_ranks(keys: jnp.ndarray) -> jnp.ndarray:
     """Return, for each uint32 key, the number of distinct keys smaller than it."""
-    order = lexsort([keys])
-    ordered = keys[order]
-    is_new = jnp.concatenate([jnp.zeros((1,), jnp.int32), (ordered[1:] != ordered[:-1]).astype(jnp.int32)])
-    return jnp.zeros(keys.shape, jnp.int32).at[order].set(jnp.cumsum(is_new))
+    return dense_key_ranks(keys, lexsort([keys])).astype(jnp.int32)
 
 
 @jax.jit

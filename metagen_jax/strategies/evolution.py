@@ -7,11 +7,19 @@ jitted code. `run_generations` runs every generation inside one jitted `lax.scan
 budget and returns every distinct genome evaluated.
 
 One generation runs these steps:
-1. Binary tournaments pick parents by constrained rank, then larger crowding distance.
+1. Binary tournaments over random permutations of the population pick parents, as in
+   pymoo: smaller violation, then Pareto dominance, then larger crowding distance.
 2. Simulated binary crossover and per-gene mutation make P children, repaired into the space.
 3. Children equal to a parent or to another child are redrawn uniformly.
 4. Parents and children are ranked together, and the best P by (rank, decreasing
-   crowding) survive.
+   crowding) survive, with ties at the cut broken at random.
+
+Three choices raised the median final-population hypervolume on specs/text_llm_8b.yaml
+(population 1000, 100 generations, scored as in benches/evolution_vs_pymoo.py on a
+2-core VM) from 0.9949 to 0.9976 of the exact front over seeds 0-19, and from 0.9957 to
+0.9972 over seeds 20-39: the pymoo-style tournament, random ties in survival, and depth
+steps that rescale the width (`VariationSettings.scale_width_with_depth`). pymoo 0.6.2's
+NSGA-II reached 0.9971 and 0.9966 over the same seeds.
 
 References:
     Deb, Pratap, Agarwal and Meyarivan (2002), "A fast and elitist multiobjective genetic
@@ -118,8 +126,11 @@ def population_hypervolume(state: EvolutionState) -> jax.Array:
 
     Exact for up to three objectives. For four or more it is `pareto.hypervolume`'s Monte
     Carlo estimate with a fixed key, so it may move slightly between generations.
+    Only the feasible genomes of rank 0 (by `state.ranks`) are measured: after elitist
+    survival every other survivor is dominated by one of them, so the volume is the same
+    and the 3-objective sweep runs over fewer points.
     """
-    feasible = (state.violation <= 0) & jnp.all(jnp.isfinite(state.objectives), axis=1)
+    feasible = (state.violation <= 0) & jnp.all(jnp.isfinite(state.objectives), axis=1) & (state.ranks == 0)
     if state.objectives.shape[1] > 3:
         return pareto.hypervolume(state.objectives, state.reference_point, mask=feasible,
                                   key=jax.random.key(0), samples=HYPERVOLUME_SAMPLES)
@@ -198,7 +209,8 @@ class NSGA2:
         space, settings, size = self.problem.space, self.settings, self.population_size
         select_key, cross_key, mutate_key, duplicate_key = jax.random.split(key, 4)
 
-        winners = operators.binary_tournament(select_key, state.ranks, state.crowding, 2 * size)
+        winners = operators.binary_tournament(select_key, state.objectives, state.violation, state.crowding,
+                                              2 * size)
         first, second = state.genomes[winners[:size]], state.genomes[winners[size:]]
         # Crossover children may be invalid: mutation repairs them.
         children = operators.simulated_binary_crossover(cross_key, space, first, second, settings.crossover_rate,
@@ -208,15 +220,20 @@ class NSGA2:
                                                 settings.duplicate_rounds)
         return children, state
 
-    def tell(self, state: EvolutionState, children: jax.Array, evaluation: Evaluation) -> EvolutionState:
-        """Keep the best P of parents and children by constrained rank, then crowding."""
+    def tell(self, state: EvolutionState, children: jax.Array, evaluation: Evaluation,
+             key: jax.Array | None = None) -> EvolutionState:
+        """Keep the best P of parents and children by constrained rank, then crowding.
+
+        With `key`, ties in (rank, crowding) at the cut are broken at random; without it,
+        parents win them.
+        """
         genomes = jnp.concatenate([state.genomes, children])
         objectives = jnp.concatenate([state.objectives, evaluation.objectives.astype(jnp.float32)])
         violation = jnp.concatenate([state.violation, evaluation.violation.astype(jnp.float32)])
 
         ranks = pareto.constrained_nondominated_rank(objectives, violation).astype(jnp.int32)
         crowding = pareto.crowding_distance(objectives, ranks).astype(jnp.float32)
-        keep = operators.survivor_order(ranks, crowding)[: self.population_size]
+        keep = operators.survivor_order(ranks, crowding, key)[: self.population_size]
         return EvolutionState(
             genomes=genomes[keep],
             objectives=objectives[keep],
@@ -229,8 +246,9 @@ class NSGA2:
 
     def step(self, key: jax.Array, state: EvolutionState) -> tuple[EvolutionState, jax.Array]:
         """Run one generation: ask, evaluate, tell. Returns the new state and the children."""
-        children, state = self.ask(key, state)
-        return self.tell(state, children, self.problem.evaluate(children)), children
+        ask_key, survival_key = jax.random.split(key)
+        children, state = self.ask(ask_key, state)
+        return self.tell(state, children, self.problem.evaluate(children), survival_key), children
 
 
 # Running many generations --------------------------------------------------------------
