@@ -18,7 +18,7 @@ def test_int_key_keeps_signed_order():
     np.testing.assert_array_equal(np.argsort(keys, kind="stable"), np.argsort(values, kind="stable"))
 
 
-def test_lexsort_with_bits_per_key_matches_numpy():
+def test_lexsort_bits_per_key():
     rng = np.random.default_rng(0)
     small = rng.integers(0, 5, 3000).astype(np.uint32)  # fits 3 bits: one pass
     large = rng.integers(0, 2**32, 3000, dtype=np.uint64).astype(np.uint32)
@@ -26,12 +26,12 @@ def test_lexsort_with_bits_per_key_matches_numpy():
     np.testing.assert_array_equal(order, np.lexsort((large, small)))
 
 
-def test_lexsort_rejects_bits_list_of_wrong_length():
+def test_lexsort_rejects_bits_length():
     with pytest.raises(ValueError, match="2 entries for 1 keys"):
         lexsort([jnp.zeros(4, jnp.uint32)], key_bits=[8, 8])
 
 
-def test_dense_key_ranks_counts_distinct_smaller_keys():
+def test_dense_key_ranks_by_hand():
     keys = jnp.asarray([7, 3, 7, 1, 3, 9], dtype=jnp.uint32)
     ranks = dense_key_ranks(keys, jnp.argsort(keys))
     # Distinct keys 1 < 3 < 7 < 9 get ranks 0..3.
@@ -58,7 +58,7 @@ def test_sweep_orders_are_lexicographic(kind):
         np.testing.assert_array_equal(points[order[:live]], points[expected])
 
 
-def test_argsort_bits_equals_argsort_when_high_bits_differ():
+def test_argsort_bits_matches_argsort():
     rng = np.random.default_rng(5)
     # Distinct values in the high 21 bits, random low bits.
     high = rng.permutation(1 << 12)[:1000].astype(np.uint32) << 20

@@ -54,7 +54,7 @@ def lexsort(keys: list[jnp.ndarray], order: jnp.ndarray | None = None,
         order: optional (N,) int32 permutation giving the order that ties keep
             (default: index order).
         key_bits: each key is below 2**key_bits (one number for all keys, or one per
-            key); fewer bits take fewer sort passes.
+            key). Fewer bits take fewer sort passes.
 
     Returns:
         (N,) int32 permutation `p` such that rows `p[0], p[1], ...` are in ascending
